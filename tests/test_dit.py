@@ -30,13 +30,13 @@ def seq_cond(cfg, batch=2, length=5, seed=1, mask=None):
     return {"seq": seq, "seq_mask": mask}
 
 
-@jax.jit
 def perturb(params, seed=42, scale=0.2):
-    """params + N(0, scale^2) noise on every leaf: wakes up the zero-initialised layers."""
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(jax.random.key(seed), len(leaves))
-    noisy = [p + scale * jax.random.normal(k, p.shape, p.dtype) for p, k in zip(leaves, keys)]
-    return jax.tree_util.tree_unflatten(treedef, noisy)
+    """params + N(0, scale^2) noise on every leaf: wakes up the zero-initialised layers.
+
+    The noise is drawn with numpy on the host: jax.random would compile a sampler per shape.
+    """
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda p: p + scale * rng.standard_normal(p.shape, np.float32), params)
 
 
 # jit: one compile per shape (~0.4 s) beats eager op-by-op dispatch on a new shape (~2.5 s)
@@ -125,8 +125,10 @@ def test_adaln_zero_and_label_conditioning():
     assert differ(y, run(cfg, params, x, t + 0.3, {"labels": labels}))  # depends on t
     other = labels.at[:, 0].set(jnp.array([2, 3]))
     assert differ(y, run(cfg, params, x, t, {"labels": other}))  # depends on labels
-    half_null = labels.at[:, 1].set(-1)
-    assert differ(y, run(cfg, params, x, t, {"labels": half_null}))  # null row is its own entry
+    y_half_null = run(cfg, params, x, t, {"labels": labels.at[:, 1].set(-1)})
+    for k in range(3):  # the null row is its own entry, unlike every real mood, per example
+        y_k = run(cfg, params, x, t, {"labels": labels.at[:, 1].set(k)})
+        assert float(jnp.abs(y_k - y_half_null).max(axis=(1, 2)).min()) > 1e-4
 
     y_null = run(cfg, params, x, t, null_cond({"labels": labels}))
     all_null = run(cfg, params, x, t, {"labels": jnp.full((2, 2), -1, jnp.int32)})
@@ -223,7 +225,8 @@ def test_remat_matches():
     x, t = inputs(cfg)
     cond = seq_cond(cfg)
     params = perturb(init(cfg, x, t, cond))
-    chex.assert_trees_all_equal_shapes(params, init(cfg_r, x, t, cond))  # same param tree
+    same_tree = jax.eval_shape(lambda: DiT(cfg_r).init(jax.random.key(0), x, t, cond)["params"])
+    chex.assert_trees_all_equal_shapes(params, same_tree)
 
     def loss(c):
         return lambda p: jnp.mean(run(c, p, x, t, cond) ** 2)
@@ -256,7 +259,9 @@ def test_count_params_on_real_params():
     x, t = inputs(cfg)
     D, h, pm = 32, 128, 4 * 16
     block = 6 * D * D + 6 * D + 3 * D * D + 3 * D + D * D + D + D * h + h + h * D + D
-    expect = (pm * D + D) + (256 * D + D) + (D * D + D) + 2 * block + (2 * D * D + 2 * D) + (D * pm + pm)
+    embed = (pm * D + D) + (256 * D + D) + (D * D + D)  # patch embed, timestep MLP
+    final = (2 * D * D + 2 * D) + (D * pm + pm)
+    expect = embed + 2 * block + final
     assert count_params(init(cfg, x, t)) == expect
 
 
@@ -275,7 +280,7 @@ def test_flops_match_xla_cost_analysis(kw, seq_len):
     xla = (cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"]
     ours = flops_per_forward(cfg, frames, batch, seq_len)
     # XLA also counts elementwise ops, which ours leaves out: ours must be a bit below
-    assert 0.85 * xla < ours <= 1.01 * xla, (ours, xla)
+    assert 0.9 * xla < ours <= 1.01 * xla, (ours, xla)
 
 
 def test_jit_traces_once():

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from audiox_jax.errors import ParamError
-from audiox_jax.audio import griffin_lim as gla
+from audiox_jax.audio.griffin_lim import METHODS as GLA_METHODS, griffin_lim
 from audiox_jax.audio import mel as melmod
 from audiox_jax.audio.stft import check_params, n_frames
 
@@ -59,8 +59,8 @@ class AudioConfig:
             raise ParamError(f"power={self.power} must be 1.0 (magnitude) or 2.0 (power)")
         if self.log not in melmod.LOG_KINDS:
             raise ParamError(f"log={self.log!r} must be one of {melmod.LOG_KINDS}")
-        if self.gla_method not in gla.METHODS:
-            raise ParamError(f"gla_method={self.gla_method!r} must be one of {gla.METHODS}")
+        if self.gla_method not in GLA_METHODS:
+            raise ParamError(f"gla_method={self.gla_method!r} must be one of {GLA_METHODS}")
         if self.floor <= 0:
             raise ParamError(f"floor={self.floor} must be > 0; try 1e-5")
 
@@ -120,7 +120,7 @@ def log_mel_to_audio(
     ``length`` defaults to ``hop_length * (frames - 1)`` samples.
     """
     S = magnitude_from_log_mel(logmel, cfg, nnls_iters=nnls_iters)
-    return gla.griffin_lim(
+    return griffin_lim(
         S,
         n_fft=cfg.n_fft,
         hop_length=cfg.hop_length,

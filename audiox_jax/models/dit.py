@@ -21,7 +21,6 @@ Conventions, stated once:
 - Missing cond keys mean "unconditional" for that input (labels -1, vec 0, no seq).
 """
 import dataclasses
-import functools
 import math
 from typing import Any
 
@@ -83,7 +82,7 @@ class DiTConfig:
         if self.mlp_ratio <= 0 or int(self.dim * self.mlp_ratio) < 1:
             raise ParamError(f"mlp_ratio={self.mlp_ratio} must be > 0; the usual value is 4.0")
         if self.time_scale <= 0:
-            raise ParamError(f"time_scale={self.time_scale} must be > 0; use 1000.0 for t in [0, 1]")
+            raise ParamError(f"time_scale={self.time_scale} must be > 0; use 1000 for t in [0, 1]")
         if self.dtype not in _DTYPES:
             raise ParamError(f"dtype={self.dtype!r} is not one of {sorted(_DTYPES)}")
         if self.seq_mode not in _SEQ_MODES:
@@ -101,10 +100,10 @@ class DiTConfig:
 
 
 SIZES = {
-    "tiny": dict(dim=96, depth=2, heads=4),  # ~0.45M params: CPU tests
-    "small": dict(dim=256, depth=8, heads=4),  # ~9.7M
-    "base": dict(dim=768, depth=12, heads=12),  # ~129M (DiT-B)
-    "large": dict(dim=1024, depth=24, heads=16),  # ~458M (DiT-L)
+    "tiny": dict(dim=96, depth=2, heads=4),  # 0.45M params (no conditioning): CPU tests
+    "small": dict(dim=256, depth=8, heads=4),  # 9.9M
+    "base": dict(dim=768, depth=12, heads=12),  # 130M (DiT-B widths)
+    "large": dict(dim=1024, depth=24, heads=16),  # 457M (DiT-L widths)
 }
 
 
@@ -293,11 +292,12 @@ class DiT(nn.Module):
 
         block = nn.remat(Block) if cfg.remat else Block
         for i in range(cfg.depth):
-            h = block(cfg, name=f"block_{i}")(h, c, ctx, ctx_mask, self_mask, rope)
+            h = block(cfg)(h, c, ctx, ctx_mask, self_mask, rope)
         if self_mask is not None:
             h = h[:, S:]  # [B, T/p, D]: drop the prepended tokens
 
-        shift, scale = jnp.split(_dense(2 * D, dt, zero=True, name="final_adaln")(nn.silu(c)), 2, -1)
+        mod = _dense(2 * D, dt, zero=True, name="final_adaln")(nn.silu(c))  # [B, 2D]
+        shift, scale = jnp.split(mod, 2, axis=-1)  # [B, D] each
         h = modulate(_norm(dt)(h), shift, scale)
         h = _dense(p * cfg.n_mels, dt, zero=True, name="final_out")(h)  # [B, T/p, p*n_mels]
         out = h.astype(jnp.float32).reshape(B, T, cfg.n_mels)  # [B, T, n_mels]
@@ -336,8 +336,8 @@ def drop_cond(cond: dict | None, key: jax.Array, p: float | jax.Array, *,
     k_all, k_lab, k_vec, k_seq = jax.random.split(key, 4)
     whole = jax.random.bernoulli(k_all, p, (B,))
 
-    def draw(k, shape):  # bool[shape], True = drop
-        return jax.random.bernoulli(k, p, shape) if per_key else whole.reshape(shape[:1] + (1,) * (len(shape) - 1))
+    def draw(k, shape):  # bool[shape] or bool[B, 1], True = drop
+        return jax.random.bernoulli(k, p, shape) if per_key else whole[:, None]
 
     out = dict(cond)
     if "labels" in cond:
@@ -368,7 +368,10 @@ def flops_per_forward(config: DiTConfig, frames: int, batch: int = 1, seq_len: i
         raise ParamError(f"seq_len={seq_len} needs seq_dim > 0 in the config; pass seq_len=0")
     B, D, N = batch, cfg.dim, frames // cfg.patch
     hidden, S = int(D * cfg.mlp_ratio), (1 + seq_len if cfg.seq_dim else 0)
-    mm = lambda m, k, n: 2.0 * m * k * n  # noqa: E731  (one [m, k] @ [k, n])
+
+    def mm(m, k, n):  # one [m, k] @ [k, n]
+        return 2.0 * m * k * n
+
     f = mm(B * N, cfg.patch * cfg.n_mels, D)  # patch embed
     f += mm(B, FREQ_DIM, D) + mm(B, D, D) + mm(B, cfg.vec_dim, D)  # timestep MLP, vec
     f += mm(B * seq_len, cfg.seq_dim, D) if cfg.seq_dim else 0.0  # seq projection
