@@ -208,12 +208,13 @@ def sample(denoise, x_init, sigmas, keys, *, sampler: str = "euler", eta=None,
     eta = jnp.asarray(solver.eta if eta is None else eta, x_init.dtype)
     sigmas = jnp.asarray(sigmas, x_init.dtype)
     steps = sigmas.shape[0] - 1
+    den = lambda z, sigma: denoise(z, sigma).astype(z.dtype)  # noqa: E731  (x_init's dtype rules)
 
     def body(carry, xs):
         x, state = carry
         sigma, sigma_next, i = xs
         noise = _normal(keys, i, x.shape[1:]).astype(x.dtype) if solver.noisy else None
-        x, state, x0 = solver.step(denoise, x, state, sigma, sigma_next, noise, eta)
+        x, state, x0 = solver.step(den, x, state, sigma, sigma_next, noise, eta)
         if inpaint is not None:
             x = _impose(x, inpaint, sigma_next, keys, i + 1)
         return (x, state), ((x, x0) if return_trajectory else None)

@@ -292,7 +292,7 @@ class DiT(nn.Module):
 
         block = nn.remat(Block) if cfg.remat else Block
         for i in range(cfg.depth):
-            h = block(cfg)(h, c, ctx, ctx_mask, self_mask, rope)
+            h = block(cfg, name=f"block_{i}")(h, c, ctx, ctx_mask, self_mask, rope)
         if self_mask is not None:
             h = h[:, S:]  # [B, T/p, D]: drop the prepended tokens
 

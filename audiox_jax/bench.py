@@ -1,0 +1,273 @@
+"""`audiox-jax bench`: honest timings of every stage, with comparisons run in the same process.
+
+Method (the same for every row):
+* JAX functions are compiled ahead of time (``jit(f).lower(*args).compile()``); that
+  wall time is reported as ``compile_s`` and never mixed into the steady state.
+* Steady state: ``warmup`` untimed calls, then ``repeats`` timed calls, each ended by
+  ``jax.block_until_ready``; we report the median and the spread (min, max).
+* Real-time factor (RTF) = wall time / seconds of audio produced (< 1 is faster than
+  real time); ``x_realtime`` = 1 / RTF.
+* Quality columns (spectral convergence, residuals) are computed on the benchmarked
+  outputs, so a faster row can not hide a worse result.
+
+Results print as a table and are written as JSON (``--json``); ``--compare A B``
+prints two JSON runs side by side.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import statistics
+import time
+from typing import Callable
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+
+
+def environment() -> dict:
+    """Backend, device and versions, recorded with every run."""
+    import flax
+    import librosa
+
+    dev = jax.devices()[0]
+    env = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "backend": jax.default_backend(),
+        "device": getattr(dev, "device_kind", str(dev)),
+        "device_count": jax.device_count(),
+        "jax": jax.__version__,
+        "jaxlib": getattr(jax.lib, "__version__", None) or _jaxlib_version(),
+        "flax": flax.__version__,
+        "librosa": librosa.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "cpu": platform.processor() or platform.machine(),
+    }
+    try:
+        import os
+
+        env["cpu_count"] = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        pass
+    return env
+
+
+def _jaxlib_version() -> str:
+    import jaxlib
+
+    return jaxlib.__version__
+
+
+def time_calls(fn: Callable[[], object], *, repeats: int, warmup: int = 1) -> dict:
+    """Median/min/max wall seconds of ``fn()`` (its result is block_until_ready'd)."""
+    for _ in range(warmup):
+        jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
+
+
+def time_jax(fn: Callable, *args, repeats: int, warmup: int = 1) -> tuple[dict, object]:
+    """Compile ``jit(fn)`` for ``args`` ahead of time, then time the compiled call.
+
+    Returns ``(timing, output)``; timing has ``compile_s`` besides the steady state.
+    """
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    out = jax.block_until_ready(compiled(*args))
+    timing = time_calls(lambda: compiled(*args), repeats=repeats, warmup=warmup)
+    timing["compile_s"] = compile_s
+    return timing, out
+
+
+def row(name: str, timing: dict, *, audio_s: float | None = None, **extra) -> dict:
+    r = {"name": name, **timing, **extra}
+    if audio_s:
+        r["audio_s"] = audio_s
+        r["rtf"] = timing["median_s"] / audio_s
+        r["x_realtime"] = audio_s / timing["median_s"]
+    return r
+
+
+# ---------------------------------------------------------------------- dsp
+
+
+def torch_griffin_lim(S: np.ndarray, *, n_fft: int, hop_length: int, n_iter: int, momentum: float, phase: np.ndarray, length: int):
+    """Librosa's fast Griffin-Lim written with ``torch.stft``/``torch.istft`` (CPU or CUDA)."""
+    import torch
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    Sm = torch.as_tensor(S, device=dev)
+    win = torch.hann_window(n_fft, periodic=True, device=dev)
+    angles = torch.polar(torch.ones_like(Sm), torch.as_tensor(phase, dtype=Sm.dtype, device=dev))
+    prev = torch.zeros_like(angles)
+    coef = momentum / (1 + momentum)
+    for _ in range(n_iter):
+        y = torch.istft(Sm * angles, n_fft, hop_length, window=win, center=True, length=length)
+        rebuilt = torch.stft(y, n_fft, hop_length, window=win, center=True, pad_mode="constant", return_complex=True)
+        angles = rebuilt - coef * prev
+        angles = angles / (angles.abs() + 1e-16)
+        prev = rebuilt
+    y = torch.istft(Sm * angles, n_fft, hop_length, window=win, center=True, length=length)
+    if dev == "cuda":
+        torch.cuda.synchronize()
+    return y.cpu().numpy()
+
+
+def bench_dsp(*, seconds: float = 10.0, repeats: int = 5, batch: int = 16, quick: bool = False) -> list[dict]:
+    """Log-mel, mel inversion and Griffin-Lim: JAX vs librosa (and torch GLA when installed)."""
+    import inspect
+
+    import librosa
+
+    from audiox_jax import audio
+    from audiox_jax.data.synthetic import music_like
+
+    if quick:
+        seconds, repeats, batch = 2.0, 2, 4
+    cfg = audio.AudioConfig()
+    sr, n_fft, hop = cfg.sr, cfg.n_fft, cfg.hop_length
+    y = music_like(seconds, sr)
+    ys = np.stack([np.roll(y, 997 * i) for i in range(batch)])
+    rows = []
+
+    # log-mel: one clip and a batch
+    lm_ref = lambda x: librosa.power_to_db(
+        librosa.feature.melspectrogram(y=x, sr=sr, n_fft=n_fft, hop_length=hop, n_mels=cfg.n_mels)
+    )
+    ours_lm = lambda x: audio.power_to_db(audio.mel(x, cfg))
+    t_lib1 = time_calls(lambda: lm_ref(y), repeats=repeats)
+    t_jax1, _ = time_jax(ours_lm, jnp.asarray(y), repeats=repeats)
+    t_libB = time_calls(lambda: [lm_ref(x) for x in ys], repeats=repeats)
+    t_jaxB, outB = time_jax(ours_lm, jnp.asarray(ys), repeats=repeats)
+    err = float(np.max(np.abs(np.asarray(outB[0]) - lm_ref(ys[0]))))
+    rows += [
+        row("log-mel librosa b1", t_lib1, audio_s=seconds),
+        row("log-mel jax b1", t_jax1, audio_s=seconds, speedup_vs_librosa=t_lib1["median_s"] / t_jax1["median_s"]),
+        row(f"log-mel librosa b{batch}", t_libB, audio_s=seconds * batch),
+        row(f"log-mel jax b{batch}", t_jaxB, audio_s=seconds * batch, max_abs_db_err=err,
+            speedup_vs_librosa=t_libB["median_s"] / t_jaxB["median_s"]),
+    ]
+
+    # mel -> linear inversion (one clip)
+    mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=n_fft, hop_length=hop, n_mels=cfg.n_mels)
+    fb = cfg.mel_basis
+    t_lib = time_calls(lambda: librosa.feature.inverse.mel_to_stft(mel, sr=sr, n_fft=n_fft), repeats=max(1, repeats // 2), warmup=0)
+    S_lib = librosa.feature.inverse.mel_to_stft(mel, sr=sr, n_fft=n_fft)
+    res = lambda S: float(np.linalg.norm(fb @ np.asarray(S) ** 2 - mel) / np.linalg.norm(mel))
+    rows.append(row("mel-inversion librosa (L-BFGS-B NNLS)", t_lib, audio_s=seconds, rel_residual=res(S_lib)))
+    for iters in (16, 32):
+        t, S = time_jax(lambda m, it=iters: audio.mel_to_linear(m, fb, n_iter=it), jnp.asarray(mel), repeats=repeats)
+        rows.append(row(f"mel-inversion jax FISTA {iters}it", t, audio_s=seconds, rel_residual=res(S),
+                        speedup_vs_librosa=t_lib["median_s"] / t["median_s"]))
+
+    # Griffin-Lim, 32 iterations, same magnitude and same initial phase for all
+    S = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop))
+    phase = (2 * np.pi * np.random.default_rng(0).random(S.shape)).astype(np.float32)
+    sc = lambda out: float(audio.spectral_convergence(S, jnp.asarray(out), n_fft=n_fft, hop_length=hop))
+    rng_kw = "rng" if "rng" in inspect.signature(librosa.griffinlim).parameters else "random_state"
+    lib_gla = lambda: librosa.griffinlim(S, n_iter=32, hop_length=hop, n_fft=n_fft, length=len(y),
+                                         **{rng_kw: np.random.default_rng(0)})
+    t_lib = time_calls(lib_gla, repeats=repeats)
+    rows.append(row("griffin-lim librosa 32it", t_lib, audio_s=seconds, spectral_convergence=sc(lib_gla())))
+    for method in ("fast", "accelerated"):
+        fn = lambda S, p, m=method: audio.griffin_lim(S, n_fft=n_fft, hop_length=hop, n_iter=32, init_phase=p,
+                                                      length=len(y), method=m)
+        t, out = time_jax(fn, jnp.asarray(S), jnp.asarray(phase), repeats=repeats)
+        rows.append(row(f"griffin-lim jax {method} 32it", t, audio_s=seconds, spectral_convergence=sc(out),
+                        speedup_vs_librosa=t_lib["median_s"] / t["median_s"]))
+    tB, _ = time_jax(lambda S, p: audio.griffin_lim(S, n_fft=n_fft, hop_length=hop, n_iter=32, init_phase=p),
+                     jnp.asarray(np.stack([S] * batch)), jnp.asarray(np.stack([phase] * batch)), repeats=max(1, repeats // 2))
+    rows.append(row(f"griffin-lim jax fast 32it b{batch}", tB, audio_s=seconds * batch))
+    # the floor: 32 rfft+irfft pairs over the same frames, nothing else
+    X = jnp.ones((S.shape[1], S.shape[0]), jnp.complex64)
+    floor = lambda X: jax.lax.scan(lambda c, _: (jnp.fft.rfft(jnp.fft.irfft(c, n=n_fft)), None), X, None, length=32)[0]
+    t_floor, _ = time_jax(floor, X, repeats=repeats)
+    rows.append(row("fft floor: 32 irfft+rfft pairs", t_floor, audio_s=seconds))
+    for r in rows:
+        if r["name"].startswith("griffin-lim jax") and f"b{batch}" not in r["name"]:
+            r["x_fft_floor"] = r["median_s"] / t_floor["median_s"]
+    try:
+        import torch  # noqa: F401
+
+        t_torch = time_calls(lambda: torch_griffin_lim(S, n_fft=n_fft, hop_length=hop, n_iter=32, momentum=0.99,
+                                                       phase=phase, length=len(y)), repeats=repeats)
+        out = torch_griffin_lim(S, n_fft=n_fft, hop_length=hop, n_iter=32, momentum=0.99, phase=phase, length=len(y))
+        rows.append(row(f"griffin-lim torch {torch.__version__} 32it", t_torch, audio_s=seconds, spectral_convergence=sc(out)))
+    except ImportError:
+        rows.append({"name": "griffin-lim torch", "skipped": "torch is not installed (pip install 'audiox-jax[torch]')"})
+    return rows
+
+
+# ---------------------------------------------------------------------- output
+
+
+COLUMNS = ("median_s", "min_s", "max_s", "compile_s", "rtf", "x_realtime", "speedup_vs_librosa")
+
+
+def format_table(rows: list[dict]) -> str:
+    extra_keys = []
+    for r in rows:
+        for k in r:
+            if k not in ("name", "repeats", "audio_s", "skipped", *COLUMNS) and k not in extra_keys:
+                extra_keys.append(k)
+    cols = [c for c in COLUMNS if any(c in r for r in rows)] + extra_keys
+    width = max(len(r["name"]) for r in rows) + 2
+    lines = ["".ljust(width) + "".join(c.rjust(14) for c in cols)]
+    for r in rows:
+        if "skipped" in r:
+            lines.append(r["name"].ljust(width) + "skipped: " + r["skipped"])
+            continue
+        lines.append(r["name"].ljust(width) + "".join(_fmt(r.get(c)).rjust(14) for c in cols))
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+    return str(v)
+
+
+def compare(path_a: str, path_b: str) -> str:
+    """Two JSON runs side by side: median seconds of each row and the ratio B/A."""
+    a, b = (json.load(open(p)) for p in (path_a, path_b))
+    out = [f"A: {path_a}  [{a['env']['device']}, {a['env']['backend']}, jax {a['env']['jax']}, {a['env']['date']}]",
+           f"B: {path_b}  [{b['env']['device']}, {b['env']['backend']}, jax {b['env']['jax']}, {b['env']['date']}]"]
+    rows_b = {r["name"]: r for r in b["rows"]}
+    width = max(len(r["name"]) for r in a["rows"]) + 2
+    out.append("".ljust(width) + "A median_s".rjust(14) + "B median_s".rjust(14) + "B/A".rjust(10))
+    for r in a["rows"]:
+        rb = rows_b.get(r["name"])
+        if "median_s" not in r or rb is None or "median_s" not in rb:
+            continue
+        out.append(r["name"].ljust(width) + _fmt(r["median_s"]).rjust(14) + _fmt(rb["median_s"]).rjust(14)
+                   + _fmt(rb["median_s"] / r["median_s"]).rjust(10))
+    return "\n".join(out)
+
+
+SUITES = {"dsp": bench_dsp}
+
+
+def run(suites: list[str], *, quick: bool = False, json_path: str | None = None, **kwargs) -> dict:
+    env = environment()
+    rows = []
+    for name in suites:
+        rows += [{**r, "suite": name} for r in SUITES[name](quick=quick, **kwargs)]
+    result = {"env": env, "quick": quick, "rows": rows}
+    print(f"# {env['date']}  {env['backend']} / {env['device']}  jax {env['jax']}  librosa {env['librosa']}")
+    print(format_table(rows))
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(result, f, indent=1)
+        print(f"wrote {json_path}")
+    return result
