@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from typing import Callable, NamedTuple
 
 import jax
@@ -97,6 +98,9 @@ def noise_level(key: jax.Array, batch: int, t_sampler: str = "uniform", *,
     """
     if t_sampler not in T_SAMPLERS:
         raise ParamError(f"t_sampler={t_sampler!r} is not known; use one of {T_SAMPLERS}")
+    for arg, value in (("std", std), ("shift", shift)):
+        if isinstance(value, numbers.Real) and not value > 0:
+            raise ParamError(f"{arg}={value} must be > 0; try {arg}=1.0")
     if t_sampler == "uniform":
         u = jax.random.uniform(key, (batch,))
     elif t_sampler == "logit_normal":
@@ -227,7 +231,8 @@ def _edm_loss(model_fn, x0, key, *, sigma_data, t_sampler="logit_normal", mean=-
     sigma = u / (1.0 - u)
     z = x0 + _bcast(sigma, x0) * jax.random.normal(k_n, x0.shape, x0.dtype)
     weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
-    return weight * _per_example_mean((_edm_denoiser(model_fn, sigma_data=sigma_data)(z, sigma) - x0) ** 2)
+    x0_hat = _edm_denoiser(model_fn, sigma_data=sigma_data)(z, sigma)
+    return weight * _per_example_mean((x0_hat - x0) ** 2)
 
 
 # ---------------------------------------------------------------- registry

@@ -22,7 +22,6 @@ example, so one compiled sampler serves any guidance and vmaps over a vector of 
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 

@@ -35,6 +35,7 @@ step: 1 for inpainting noise, 2 for the initial noise (`initial_noise`, `variati
 
 from __future__ import annotations
 
+import numbers
 from typing import Callable, NamedTuple, Optional
 
 import jax
@@ -158,7 +159,7 @@ def nfe(sampler: str, steps: int) -> int:
     steps for every sampler but "heun": 2 steps - 1. With CFG each call is one batched
     network evaluation of size 2B (`guidance.py`).
     """
-    if not isinstance(steps, int) or steps < 1:
+    if not isinstance(steps, numbers.Integral) or steps < 1:
         raise ParamError(f"steps={steps!r} must be an int >= 1; try steps=32")
     return _solver(sampler).calls(steps)
 
@@ -204,9 +205,9 @@ def sample(denoise, x_init, sigmas, keys, *, sampler: str = "euler", eta=None,
     if eta is not None and not solver.takes_eta:
         raise ParamError(f"eta={eta} is not used by sampler={sampler!r}; pass eta=None or "
                          "choose 'ddim' or 'dpmpp_2m_sde'")
+    sigmas = jnp.asarray(sigmas, x_init.dtype)
     _check(x_init, sigmas, keys, inpaint)
     eta = jnp.asarray(solver.eta if eta is None else eta, x_init.dtype)
-    sigmas = jnp.asarray(sigmas, x_init.dtype)
     steps = sigmas.shape[0] - 1
     den = lambda z, sigma: denoise(z, sigma).astype(z.dtype)  # noqa: E731  (x_init's dtype rules)
 

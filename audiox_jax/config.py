@@ -1,0 +1,307 @@
+"""Experiment configuration: frozen dataclasses, read from YAML, with dotted overrides.
+
+A config is a tree of sections::
+
+    audio:     AudioConfig      (the DSP front end; saved with every model)
+    model:     DiTConfig        (the network; ``size: small`` expands models.dit.SIZES)
+    diffusion: DiffusionConfig  (formulation and its training-time noise sampler)
+    sampling:  SamplingConfig   (default sampler settings for generate / demos)
+    data:      DataConfig       (cache location, clip length, batching)
+    train:     TrainConfig      (optimiser, schedule, EMA, checkpoints, logging)
+
+``load_config("configs/tiny.yaml", ["train.lr=3e-4", "model.depth=4"])`` reads a file,
+applies ``section.key=value`` overrides (values parsed as YAML), and checks every key
+and type: an unknown key or a wrong type raises :class:`ParamError` naming the key and
+listing the valid ones. Parsing has no side effects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any
+
+import yaml
+
+from audiox_jax.audio.frontend import AudioConfig
+from audiox_jax.errors import ParamError
+from audiox_jax.models.dit import SIZES, DiTConfig
+
+
+def _choice(name: str, value, valid) -> None:
+    if value not in valid:
+        raise ParamError(f"{name}={value!r} is not valid; choose one of {list(valid)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusionConfig:
+    """Formulation (see audiox_jax.diffusion.formulations) and training noise levels.
+
+    formulation: "rf" (rectified flow, default), "vp_eps", "vp_v" or "edm".
+    t_sampler: "uniform", "logit_normal" (mean, std) or "shift" (shift); None = the
+      formulation's own default. vp_schedule: "cosine" or "linear" (VP only).
+    sigma_data: EDM's data std. cond_dropout: probability of dropping the condition in
+      training, so one model learns the unconditional score for guidance.
+    """
+
+    formulation: str = "rf"
+    t_sampler: str | None = None
+    t_mean: float = 0.0
+    t_std: float = 1.0
+    t_shift: float = 1.0
+    vp_schedule: str = "cosine"
+    sigma_data: float = 0.5
+    cond_dropout: float = 0.1
+
+    def __post_init__(self):
+        from audiox_jax.diffusion.formulations import FORMULATIONS, T_SAMPLERS
+
+        _choice("diffusion.formulation", self.formulation, FORMULATIONS)
+        _choice("diffusion.t_sampler", self.t_sampler, (None, *T_SAMPLERS))
+        _choice("diffusion.vp_schedule", self.vp_schedule, ("cosine", "linear"))
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise ParamError(f"diffusion.cond_dropout={self.cond_dropout} must be in [0, 1)")
+
+    def make_formulation(self):
+        """The bound ``diffusion.formulations.Formulation``."""
+        from audiox_jax.diffusion.formulations import get_formulation
+
+        return get_formulation(self.formulation, schedule=self.vp_schedule, sigma_data=self.sigma_data)
+
+    def loss_options(self) -> dict:
+        """Keyword options for ``Formulation.loss`` (the noise-level sampler)."""
+        if self.t_sampler is None:
+            return {}
+        return {"t_sampler": self.t_sampler, "mean": self.t_mean, "std": self.t_std, "shift": self.t_shift}
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+    """Default generation settings (all overridable per call)."""
+
+    sampler: str = "euler"
+    steps: int = 16
+    schedule: str = "karras"
+    rho: float = 7.0
+    shift: float = 1.0
+    eta: float = 0.0
+    cfg: float = 2.0
+    cfg_rescale: float = 0.0
+    gla_iters: int = 32
+    nnls_iters: int = 32
+
+    def __post_init__(self):
+        from audiox_jax.diffusion.samplers import SAMPLERS
+        from audiox_jax.diffusion.schedules import SCHEDULES
+
+        _choice("sampling.sampler", self.sampler, SAMPLERS)
+        _choice("sampling.schedule", self.schedule, SCHEDULES)
+        if self.steps < 1:
+            raise ParamError(f"sampling.steps={self.steps} must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the prepared mel cache lives and how it is batched.
+
+    cache: directory written by ``audiox-jax prepare``; "synthetic" uses the built-in
+      synthetic set (made on the fly, for tests and demos).
+    clip_seconds: clip length used by prepare (and by the synthetic set).
+    labels: label names the model is conditioned on (must exist in the cache).
+    """
+
+    cache: str = "synthetic"
+    clip_seconds: float = 1.0
+    labels: tuple[str, ...] = ()
+    batch_size: int = 32
+    val_fraction: float = 0.05
+    synthetic_size: int = 256
+    stats: str = "meanstd"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, EMA, checkpointing and logging."""
+
+    seed: int = 0
+    steps: int = 1000
+    lr: float = 3e-4
+    warmup_steps: int = 100
+    lr_schedule: str = "cosine"
+    end_lr_fraction: float = 0.1
+    weight_decay: float = 0.01
+    b1: float = 0.9
+    b2: float = 0.99
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+    ema_decay: float = 0.999
+    ema_warmup: int = 0
+    parallel: str = "jit"
+    fsdp: bool = False
+    log_every: int = 50
+    ckpt_every: int = 500
+    keep: int = 3
+    eval_every: int = 0
+    demo_every: int = 0
+
+    def __post_init__(self):
+        _choice("train.parallel", self.parallel, ("jit", "pmap"))
+        _choice("train.lr_schedule", self.lr_schedule, ("cosine", "constant"))
+        if self.steps < 1 or self.grad_accum < 1 or self.keep < 1:
+            raise ParamError("train.steps, train.grad_accum and train.keep must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    audio: AudioConfig = AudioConfig()
+    model: DiTConfig = DiTConfig(**SIZES["tiny"])
+    diffusion: DiffusionConfig = DiffusionConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_SECTION_TYPES = {"audio": AudioConfig, "model": DiTConfig, "diffusion": DiffusionConfig,
+                  "sampling": SamplingConfig, "data": DataConfig, "train": TrainConfig}
+
+
+def _check_value(where: str, value: Any, tp: Any) -> Any:
+    """Check (and lightly coerce: int -> float, list -> tuple) ``value`` against annotation ``tp``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arm in typing.get_args(tp):
+            try:
+                return _check_value(where, value, arm)
+            except ParamError:
+                pass
+        raise ParamError(f"{where}={value!r} has the wrong type; expected {_type_name(tp)}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ParamError(f"{where}={value!r} must be null")
+    if tp is Any:
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ParamError(f"{where}={value!r} must be a list, expected {_type_name(tp)}")
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_check_value(f"{where}[{i}]", v, args[0]) for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ParamError(f"{where}={value!r} must have {len(args)} items")
+        return tuple(_check_value(f"{where}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamError(f"{where}={value!r} must be a number")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamError(f"{where}={value!r} must be an integer")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ParamError(f"{where}={value!r} must be true or false")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ParamError(f"{where}={value!r} must be a string")
+        return value
+    return value
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def build_section(name: str, cls, raw: dict) -> Any:
+    """Make section ``name`` of type ``cls`` from a dict, checking keys and types."""
+    if not isinstance(raw, dict):
+        raise ParamError(f"config section '{name}' must be a mapping, got {raw!r}")
+    raw = dict(raw)
+    if cls is DiTConfig and "size" in raw:
+        size = raw.pop("size")
+        if size not in SIZES:
+            raise ParamError(f"model.size={size!r} is not one of {list(SIZES)}")
+        raw = {**SIZES[size], **raw}
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in raw if k not in valid]
+    if unknown:
+        extra = " (and model.size)" if cls is DiTConfig else ""
+        raise ParamError(f"unknown key(s) {', '.join(f'{name}.{k}' for k in unknown)}; valid keys: {', '.join(valid)}{extra}")
+    kwargs = {k: _check_value(f"{name}.{k}", v, hints[k]) for k, v in raw.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as err:  # a required field is missing (DiTConfig's dim/depth/heads)
+        raise ParamError(f"config section '{name}': {err}; set it or use model.size") from err
+
+
+def from_dict(raw: dict) -> Config:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamError(f"a config must be a mapping of sections, got {type(raw).__name__}")
+    unknown = [k for k in raw if k not in _SECTION_TYPES]
+    if unknown:
+        raise ParamError(f"unknown config section(s) {unknown}; valid sections: {list(_SECTION_TYPES)}")
+    defaults = Config()
+    sections = {}
+    for name, cls in _SECTION_TYPES.items():
+        if name in raw:
+            section = raw[name] or {}
+            # A model section naming a size starts from that size, not from the default model.
+            base = {} if cls is DiTConfig and "size" in section else dataclasses.asdict(getattr(defaults, name))
+            sections[name] = build_section(name, cls, {**base, **section})
+    return dataclasses.replace(defaults, **sections)
+
+
+def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    """Apply ``["section.key=value", ...]`` to a raw config dict (values parsed as YAML)."""
+    raw = {k: dict(v or {}) for k, v in (raw or {}).items()}
+    for item in overrides:
+        if "=" not in item:
+            raise ParamError(f"override {item!r} must look like section.key=value, e.g. train.lr=1e-4")
+        path, text = item.split("=", 1)
+        parts = path.strip().split(".")
+        if len(parts) != 2:
+            raise ParamError(f"override key {path!r} must be section.key (sections: {list(_SECTION_TYPES)})")
+        section, key = parts
+        if section not in _SECTION_TYPES:
+            raise ParamError(f"override {item!r}: unknown section {section!r}; valid sections: {list(_SECTION_TYPES)}")
+        raw.setdefault(section, {})[key] = yaml.safe_load(text)
+    return raw
+
+
+def load_config(path: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config (None: all defaults) and apply dotted overrides."""
+    raw = {}
+    if path is not None:
+        try:
+            with open(path) as f:
+                raw = yaml.safe_load(f) or {}
+        except FileNotFoundError:
+            raise ParamError(f"config file {path} does not exist; see configs/ for examples") from None
+        except yaml.YAMLError as err:
+            raise ParamError(f"config file {path} is not valid YAML: {err}") from None
+    return from_dict(apply_overrides(raw, overrides))
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(_plain(cfg.to_dict()), sort_keys=False)
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
