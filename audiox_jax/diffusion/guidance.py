@@ -5,8 +5,8 @@ guidance combines x0 estimates and is independent of what the network predicts:
 
     x0_cfg = x0_c + (w - 1) (x0_c - x0_u)          (= x0_u + w (x0_c - x0_u))
 
-w=1 returns x0_c exactly, w=0 returns x0_u. Since D is affine in the network output for
-every formulation, this equals CFG on eps, v or F with the same w.
+w=1 returns x0_c exactly, w=0 returns x0_u (up to rounding). Since D is affine in the
+network output for every formulation, this equals CFG on eps, v or F with the same w.
 
 * Guidance rescale (Lin et al. 2023, "Common diffusion noise schedules and sample steps are
   flawed", Alg. 2): x0_r = x0_cfg * std(x0_c) / std(x0_cfg), stds per example over all

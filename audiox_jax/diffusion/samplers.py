@@ -77,9 +77,7 @@ def _ddim_step(denoise, x, state, sigma, sigma_next, noise, eta):
     x0 = denoise(x, _sigma_vec(sigma, x))
     r = jnp.minimum(1.0, eta * jnp.sqrt(jnp.maximum(0.0, 1.0 - (sigma_next / sigma) ** 2)))
     x_next = x0 + (sigma_next * jnp.sqrt(1.0 - r**2) / sigma) * (x - x0)
-    if noise is not None:
-        x_next = x_next + (sigma_next * r) * noise
-    return x_next, state, x0
+    return x_next + (sigma_next * r) * noise, state, x0
 
 
 def _euler_step(denoise, x, state, sigma, sigma_next, noise, eta):
@@ -156,7 +154,7 @@ def _solver(sampler: str) -> _Solver:
 def nfe(sampler: str, steps: int) -> int:
     """Exact number of denoiser calls of ``sample`` with ``steps`` steps ending at sigma=0.
 
-    steps for every sampler but "heun": 2 steps - 1. With CFG each call is one batched
+    "heun": 2 steps - 1; every other sampler: steps. With CFG each call is one batched
     network evaluation of size 2B (`guidance.py`).
     """
     if not isinstance(steps, numbers.Integral) or steps < 1:
@@ -242,8 +240,9 @@ def variation_start(init_x0, sigmas, strength, keys):
     keys: key[B], the same per-sample keys as `sample`.
     Returns ``(x_init, sigmas_eff)``: ``x_init = init_x0 + sigmas[start] * eps`` and
     ``sigmas_eff = min(sigmas, sigmas[start])``. Steps before ``start`` then go from sigma to
-    the same sigma, an exact no-op for every sampler (they still cost their denoiser calls),
-    so shapes and the compiled program do not depend on strength and it can be vmapped.
+    the same sigma, a no-op (up to float rounding) for every sampler that still costs its
+    denoiser calls, so shapes and the compiled program do not depend on strength and it can
+    be vmapped. Pass both to `sample` with the same keys.
     """
     steps = sigmas.shape[0] - 1
     n = jnp.clip(jnp.round(strength * steps), 1, steps).astype(jnp.int32)
