@@ -231,6 +231,114 @@ def bench_dsp(*, seconds: float = 10.0, repeats: int = 5, batch: int = 16, quick
     return rows
 
 
+# ---------------------------------------------------------------------- generate
+
+
+def bench_model_config(size: str = "small"):
+    """A Config with a ``size`` DiT conditioned on two labels (instrument 8, pitch 49), as the default model."""
+    from audiox_jax.config import load_config
+
+    return load_config(None, [f"model.size={size}", "model.labels=[[instrument,8],[pitch,49]]"])
+
+
+def random_params(config, seed: int = 0):
+    """DiT params with small random weights everywhere (adaLN-Zero init is all zeros: unrealistic)."""
+    from audiox_jax.models.dit import DiT
+
+    x = jnp.zeros((1, config.model.n_mels, config.model.patch))
+    cond = {"labels": jnp.zeros((1, len(config.model.labels)), jnp.int32)}
+    params = jax.jit(DiT(config.model).init)(jax.random.key(seed), x, jnp.zeros((1,)), cond)["params"]
+    leaves, tree = jax.tree.flatten(params)
+    rng = np.random.default_rng(seed)
+    return tree.unflatten([p + 0.02 * rng.standard_normal(p.shape).astype(np.float32) for p in leaves])
+
+
+def python_loop_generate(params, config, stats, labels, *, seconds: float, steps: int, cfg: float):
+    """The seed's style: one jitted model call (an Euler step) per step from Python, then a jitted
+    vocoder. Returns ``run(key) -> audio``; the jitted pieces are compiled on its first call."""
+    from audiox_jax import pipeline
+    from audiox_jax.audio import frontend
+    from audiox_jax.diffusion import guidance, samplers, schedules
+    from audiox_jax.models.dit import null_cond
+
+    samples, frames, model_frames = pipeline.shapes(config, seconds)
+    form = config.diffusion.make_formulation()
+    sig = np.asarray(schedules.sigmas(config.sampling.schedule, steps, sigma_min=form.sigma_min,
+                                      sigma_max=form.sigma_max, rho=config.sampling.rho))
+    cond = {"labels": labels}
+
+    @jax.jit
+    def step(x, sigma, sigma_next):
+        both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), cond, null_cond(cond))
+        den = guidance.cfg_denoiser(guidance.batched_pair(pipeline.denoiser(params, config, both)), cfg)
+        x0 = den(x, jnp.full((x.shape[0],), sigma))
+        return x0 + (sigma_next / sigma) * (x - x0)
+
+    @jax.jit
+    def vocode(x, keys):
+        from audiox_jax.audio.mel import denormalize
+
+        lm = pipeline.clip_log_mel(denormalize(x[..., :frames], stats), config.audio)
+        return frontend.log_mel_to_audio(lm, config.audio, length=samples, key=keys)
+
+    def run(key):
+        keys = pipeline.sample_keys(key, labels.shape[0])
+        x = samplers.initial_noise(keys, (config.model.n_mels, model_frames), sig[0])
+        for i in range(steps):
+            x = step(x, sig[i], sig[i + 1])
+        return vocode(x, key)
+
+    return run
+
+
+def bench_generate(*, quick: bool = False, repeats: int = 3) -> list[dict]:
+    """Latency of the one-program generate per sampler x steps x length x batch, and vs a Python loop."""
+    from audiox_jax import pipeline
+    from audiox_jax.audio.mel import MelStats
+    from audiox_jax.models.dit import flops_per_forward
+
+    config = bench_model_config("tiny" if quick else "small")
+    stats = MelStats(kind="range")
+    params = random_params(config)
+    n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
+    grid = [("euler", 8, 2.0, 1)] if quick else [
+        ("euler", 8, 10.0, 1), ("euler", 8, 2.0, 1), ("heun", 8, 10.0, 1), ("dpmpp_2m", 8, 10.0, 1),
+        ("euler", 16, 10.0, 1), ("euler", 4, 10.0, 1), ("euler", 8, 2.0, 8),
+    ]
+    rows = []
+    for sampler, steps, seconds, batch in grid:
+        labels = jnp.zeros((batch, 2), jnp.int32)
+        fn = lambda p, k, c: pipeline.generate(p, k, c, config=config, stats=stats, seconds=seconds,
+                                               sampler=sampler, steps=steps, cfg=jnp.float32(3.0)).audio
+        t, _ = time_jax(fn, params, jax.random.key(0), {"labels": labels}, repeats=repeats)
+        _, _, model_frames = pipeline.shapes(config, seconds)
+        n = pipeline.nfe(config, sampler, steps)
+        flops = n * flops_per_forward(config.model, model_frames, batch=2 * batch)  # cond + uncond rows
+        rows.append(row(f"generate {sampler} {steps}st {seconds:g}s b{batch} (cfg)", t, audio_s=seconds * batch,
+                        nfe=n, params_m=n_params / 1e6, model_gflops=flops / 1e9,
+                        model_gflop_per_s=flops / 1e9 / t["median_s"]))
+    # vocoder alone, to show where the time goes
+    seconds = 2.0 if quick else 10.0
+    samples, frames, _ = pipeline.shapes(config, seconds)
+    lm = jnp.full((1, config.audio.n_mels, frames), -4.0)
+    from audiox_jax.audio import frontend
+
+    t, _ = time_jax(lambda lm: frontend.log_mel_to_audio(lm, config.audio, length=samples), lm, repeats=repeats)
+    rows.append(row(f"vocoder only (nnls {config.audio.nnls_iters} + gla {config.audio.gla_iters}) {seconds:g}s", t, audio_s=seconds))
+    # one program vs the seed's Python loop, same sampler (euler), steps and guidance
+    steps = 8
+    labels = jnp.zeros((1, 2), jnp.int32)
+    loop = python_loop_generate(params, config, stats, labels, seconds=seconds, steps=steps, cfg=3.0)
+    t_loop = time_calls(lambda: loop(jax.random.key(0)), repeats=repeats, warmup=1)
+    fn = lambda p, k, c: pipeline.generate(p, k, c, config=config, stats=stats, seconds=seconds, sampler="euler",
+                                           steps=steps, cfg=jnp.float32(3.0)).audio
+    t_scan, _ = time_jax(fn, params, jax.random.key(0), {"labels": labels}, repeats=repeats)
+    rows.append(row(f"python-loop generate euler {steps}st {seconds:g}s b1", t_loop, audio_s=seconds))
+    rows.append(row(f"scan generate euler {steps}st {seconds:g}s b1", t_scan, audio_s=seconds,
+                    speedup_vs_python_loop=t_loop["median_s"] / t_scan["median_s"]))
+    return rows
+
+
 # ---------------------------------------------------------------------- output
 
 
@@ -280,7 +388,7 @@ def compare(path_a: str, path_b: str) -> str:
     return "\n".join(out)
 
 
-SUITES = {"dsp": bench_dsp}
+SUITES = {"dsp": bench_dsp, "generate": bench_generate}
 
 
 def run(suites: list[str], *, quick: bool = False, json_path: str | None = None, **kwargs) -> dict:

@@ -108,7 +108,11 @@ class DataConfig:
     cache: directory written by ``audiox-jax prepare``; "synthetic" uses the built-in
       synthetic set (made on the fly, for tests and demos).
     clip_seconds: clip length used by prepare (and by the synthetic set).
-    labels: label names the model is conditioned on (must exist in the cache).
+    labels: label names the model is conditioned on (must exist in the cache); see
+      audiox_jax.training.data for how they set model.labels.
+    batch_size: global examples per optimiser update (over all devices and hosts).
+    synthetic_size: items of the synthetic set (cache: synthetic).
+    stats: "meanstd" or "range" normalisation (prepare and the synthetic set).
     """
 
     cache: str = "synthetic"
@@ -122,7 +126,14 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation, EMA, checkpointing and logging."""
+    """Optimisation, EMA, checkpointing and logging (see audiox_jax.training).
+
+    steps, warmup_steps, *_every count optimiser updates; data.batch_size examples make one
+    update, split into grad_accum micro-batches. *_every = 0 disables that action.
+    keep: latest checkpoints kept; keep_best: also keep this many with the lowest
+    validation loss (needs eval_every > 0). ema_warmup: updates over which the EMA decay
+    ramps from 0 to ema_decay. parallel: "jit" (Mesh + NamedSharding, fsdp optional) or "pmap".
+    """
 
     seed: int = 0
     steps: int = 1000
@@ -142,6 +153,7 @@ class TrainConfig:
     log_every: int = 50
     ckpt_every: int = 500
     keep: int = 3
+    keep_best: int = 0
     eval_every: int = 0
     demo_every: int = 0
 
@@ -150,6 +162,11 @@ class TrainConfig:
         _choice("train.lr_schedule", self.lr_schedule, ("cosine", "constant"))
         if self.steps < 1 or self.grad_accum < 1 or self.keep < 1:
             raise ParamError("train.steps, train.grad_accum and train.keep must be >= 1")
+        for name in ("keep_best", "warmup_steps", "ema_warmup", "log_every", "ckpt_every", "eval_every", "demo_every"):
+            if getattr(self, name) < 0:
+                raise ParamError(f"train.{name}={getattr(self, name)} must be >= 0 (0 disables it)")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ParamError(f"train.ema_decay={self.ema_decay} must be in [0, 1); 0.999 averages ~1000 updates")
 
 
 @dataclasses.dataclass(frozen=True)

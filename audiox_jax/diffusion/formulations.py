@@ -238,48 +238,60 @@ def _edm_loss(model_fn, x0, key, *, sigma_data, t_sampler="logit_normal", mean=-
 # ---------------------------------------------------------------- registry
 
 FORMULATIONS = ("rf", "vp_eps", "vp_v", "edm")
+_DEFAULTS = {"t_eps": 1e-3, "schedule": "cosine", "sigma_data": 0.5, "sigma_min": 0.002,
+             "sigma_max": 80.0}
+_OPTIONS = {"rf": ("t_eps",), "vp_eps": ("t_eps", "schedule"), "vp_v": ("t_eps", "schedule"),
+            "edm": ("sigma_data", "sigma_min", "sigma_max")}
 
 
-def _check_t_eps(t_eps):
-    if not 0.0 < t_eps < 0.5:
-        raise ParamError(f"t_eps={t_eps} must be in (0, 0.5); try t_eps=1e-3")
+def _options(name, given):
+    """Validate which options ``name`` takes and fill in the defaults."""
+    if name not in _OPTIONS:
+        raise ParamError(f"formulation name={name!r} is not known; use one of {FORMULATIONS}")
+    for key, value in given.items():
+        if value is not None and key not in _OPTIONS[name]:
+            raise ParamError(f"{key}={value!r} does not apply to formulation {name!r}; it takes "
+                             f"{_OPTIONS[name]}")
+    opts = {k: _DEFAULTS[k] if given[k] is None else given[k] for k in _OPTIONS[name]}
+    if "t_eps" in opts and not 0.0 < opts["t_eps"] < 0.5:
+        raise ParamError(f"t_eps={opts['t_eps']} must be in (0, 0.5); try t_eps=1e-3")
+    if opts.get("schedule", "cosine") not in _VP_SCHEDULES:
+        raise ParamError(f"schedule={opts['schedule']!r} is not a VP schedule; use one of "
+                         f"{tuple(_VP_SCHEDULES)}")
+    if opts.get("sigma_data", 1.0) <= 0:
+        raise ParamError(f"sigma_data={opts['sigma_data']} must be > 0; try sigma_data=0.5")
+    if name == "edm" and not 0.0 < opts["sigma_min"] < opts["sigma_max"]:
+        raise ParamError(f"sigma_min={opts['sigma_min']}, sigma_max={opts['sigma_max']} must "
+                         "satisfy 0 < sigma_min < sigma_max; try 0.002 and 80")
+    return opts
 
 
-def get_formulation(name: str = "rf", *, t_eps: float = 1e-3, schedule: str = "cosine",
-                    sigma_data: float = 0.5, sigma_min: float = 0.002,
-                    sigma_max: float = 80.0) -> Formulation:
+def get_formulation(name: str = "rf", *, t_eps: float | None = None,
+                    schedule: str | None = None, sigma_data: float | None = None,
+                    sigma_min: float | None = None, sigma_max: float | None = None) -> Formulation:
     """The formulation ``name`` (one of FORMULATIONS) with its options bound.
 
-    t_eps: rf/vp only, sampling clips the time to [t_eps, 1 - t_eps] (1e-3: rf sigma in
+    t_eps: rf/vp, sampling clips the time to [t_eps, 1 - t_eps] (default 1e-3: rf sigma in
         [1e-3, 999]; vp cosine sigma in [6.4e-3, 642], vp linear [1.0e-2, 151]).
-    schedule: vp only, "cosine" or "linear".
-    sigma_data, sigma_min, sigma_max: edm only, the data std (0.5 for normalised log-mel)
-        and the sampling range in sigma (Karras et al. defaults 0.002 and 80).
-    Options that do not apply to ``name`` are ignored.
+    schedule: vp, "cosine" (default) or "linear".
+    sigma_data, sigma_min, sigma_max: edm, the data std (default 0.5, right for normalised
+        log-mel) and the sampling range in sigma (Karras et al. defaults 0.002 and 80).
+    An option that does not apply to ``name`` raises ParamError; None means the default.
     """
+    o = _options(name, dict(t_eps=t_eps, schedule=schedule, sigma_data=sigma_data,
+                            sigma_min=sigma_min, sigma_max=sigma_max))
     if name == "rf":
-        _check_t_eps(t_eps)
         return Formulation("rf", _rf_denoiser, _rf_loss, _rf_t_to_sigma, _rf_sigma_to_t,
-                           float(_rf_t_to_sigma(1.0 - t_eps)), float(_rf_t_to_sigma(t_eps)))
+                           float(_rf_t_to_sigma(1.0 - o["t_eps"])),
+                           float(_rf_t_to_sigma(o["t_eps"])))
     if name in ("vp_eps", "vp_v"):
-        _check_t_eps(t_eps)
-        if schedule not in _VP_SCHEDULES:
-            raise ParamError(f"schedule={schedule!r} is not a VP schedule; use one of "
-                             f"{tuple(_VP_SCHEDULES)}")
-        t_to_sigma, sigma_to_t = _VP_SCHEDULES[schedule]
+        t_to_sigma, sigma_to_t = _VP_SCHEDULES[o["schedule"]]
         pred = name[3:]
         return Formulation(
             name, functools.partial(_vp_denoiser, sigma_to_t=sigma_to_t, prediction=pred),
-            functools.partial(_vp_loss, t_to_sigma=t_to_sigma, prediction=pred),
-            t_to_sigma, sigma_to_t, float(t_to_sigma(t_eps)), float(t_to_sigma(1.0 - t_eps)))
-    if name == "edm":
-        if sigma_data <= 0:
-            raise ParamError(f"sigma_data={sigma_data} must be > 0; try sigma_data=0.5")
-        if not 0.0 < sigma_min < sigma_max:
-            raise ParamError(f"sigma_min={sigma_min}, sigma_max={sigma_max} must satisfy "
-                             "0 < sigma_min < sigma_max; try 0.002 and 80")
-        identity = lambda s: s  # noqa: E731  (EDM's own time is sigma)
-        return Formulation("edm", functools.partial(_edm_denoiser, sigma_data=sigma_data),
-                           functools.partial(_edm_loss, sigma_data=sigma_data),
-                           identity, identity, float(sigma_min), float(sigma_max))
-    raise ParamError(f"formulation name={name!r} is not known; use one of {FORMULATIONS}")
+            functools.partial(_vp_loss, t_to_sigma=t_to_sigma, prediction=pred), t_to_sigma,
+            sigma_to_t, float(t_to_sigma(o["t_eps"])), float(t_to_sigma(1.0 - o["t_eps"])))
+    identity = lambda s: s  # noqa: E731  (EDM's own time is sigma)
+    return Formulation("edm", functools.partial(_edm_denoiser, sigma_data=o["sigma_data"]),
+                       functools.partial(_edm_loss, sigma_data=o["sigma_data"]),
+                       identity, identity, float(o["sigma_min"]), float(o["sigma_max"]))

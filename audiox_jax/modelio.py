@@ -1,0 +1,101 @@
+"""A trained model for generation: EMA params + config + normalisation stats + label vocabulary.
+
+Layout of a model folder (written by :func:`save_for_generation`, e.g. by
+``training.checkpoint.export_for_generation`` or at the end of ``audiox-jax train``)::
+
+    params.msgpack   the DiT params (flax.serialization msgpack of the nested dict, float32)
+    model.json       {"format": 1, "step": int, "config": Config.to_dict(),
+                      "stats": MelStats.to_dict(), "vocab": {label: [class names]}}
+
+``config.model.labels`` lists the labels in conditioning order; ``vocab[name][i]`` is the
+class with id ``i``. Loading needs flax and the model code only: no optax, no Orbax.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization
+
+from audiox_jax.audio import MelStats
+from audiox_jax.config import Config, from_dict
+from audiox_jax.errors import AudioxError, ParamError
+
+PARAMS = "params.msgpack"
+MODEL = "model.json"
+FORMAT = 1
+
+
+class GenerationModel(NamedTuple):
+    """params: DiT params pytree; config: its Config; stats: MelStats; vocab: {label: class names}."""
+
+    params: Any
+    config: Config
+    stats: MelStats
+    vocab: dict[str, tuple[str, ...]]
+
+
+def save_for_generation(out_dir: str, params: Any, config: Config, stats: MelStats,
+                        vocab: dict[str, tuple[str, ...]], *, step: int = 0) -> str:
+    """Write ``params.msgpack`` and ``model.json`` into ``out_dir`` (atomically each); returns ``out_dir``."""
+    names = [n for n, _ in config.model.labels]
+    if sorted(vocab) != sorted(names):
+        raise ParamError(f"vocab labels {sorted(vocab)} must be the model's labels {names}")
+    os.makedirs(out_dir, exist_ok=True)
+    host = jax.tree.map(lambda p: np.asarray(jax.device_get(p), np.float32), params)
+    _atomic_write(os.path.join(out_dir, PARAMS), serialization.msgpack_serialize(host))
+    meta = {"format": FORMAT, "step": int(step), "config": config.to_dict(), "stats": stats.to_dict(),
+            "vocab": {n: list(vocab[n]) for n in names}}
+    _atomic_write(os.path.join(out_dir, MODEL), json.dumps(meta, indent=1).encode())
+    return out_dir
+
+
+def load_for_generation(path: str) -> GenerationModel:
+    """Read a model folder written by :func:`save_for_generation`.
+
+    Raises:
+      AudioxError: not a model folder, an unknown format, or params that do not fit the config.
+    """
+    files = [os.path.join(path, PARAMS), os.path.join(path, MODEL)]
+    missing = [f for f in files if not os.path.isfile(f)]
+    if missing:
+        raise AudioxError(f"{path!r} is not an exported model: missing {', '.join(os.path.basename(m) for m in missing)}; "
+                          "export one with audiox_jax.training.checkpoint.export_for_generation(workdir, out_dir)")
+    with open(files[1], encoding="utf-8") as f:
+        meta = json.load(f)
+    if meta.get("format") != FORMAT:
+        raise AudioxError(f"{files[1]} has format {meta.get('format')!r}; this audiox-jax reads format {FORMAT}")
+    config = from_dict(meta["config"])
+    stats = MelStats.from_dict(meta["stats"])
+    vocab = {n: tuple(v) for n, v in meta["vocab"].items()}
+    with open(files[0], "rb") as f:
+        params = serialization.msgpack_restore(f.read())
+    _check_params(params, config, files[0])
+    return GenerationModel(jax.tree.map(jnp.asarray, params), config, stats, vocab)
+
+
+def _check_params(params: Any, config: Config, where: str) -> None:
+    from audiox_jax.models.dit import DiT
+
+    mc = config.model
+    x = jnp.zeros((1, mc.n_mels, mc.patch), jnp.float32)
+    cond = {"labels": jnp.zeros((1, len(mc.labels)), jnp.int32)} if mc.labels else None
+    want = jax.eval_shape(lambda: DiT(mc).init(jax.random.key(0), x, jnp.zeros((1,)), cond)["params"])
+    got_paths = {jax.tree_util.keystr(p): np.shape(v) for p, v in jax.tree_util.tree_leaves_with_path(params)}
+    want_paths = {jax.tree_util.keystr(p): tuple(v.shape) for p, v in jax.tree_util.tree_leaves_with_path(want)}
+    if got_paths != want_paths:
+        bad = sorted(set(got_paths.items()) ^ set(want_paths.items()))[:4]
+        raise AudioxError(f"{where}: params do not fit the saved model config (first differences: {bad}); "
+                          "the export is corrupt or from another model")
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)

@@ -1,0 +1,129 @@
+"""Checkpoints: one Orbax ``CheckpointManager`` per run, and the generation-only export.
+
+A checkpoint is ``workdir/checkpoints/<step>/`` (``step`` = optimiser updates done), written
+asynchronously and atomically (Orbax writes a temporary folder and renames it when
+complete; a run killed mid-save leaves no partial checkpoint behind). Items:
+
+* ``state``: the :class:`~audiox_jax.training.state.TrainState` (params, EMA, optimiser
+  state, micro-step, train key data), saved with its shardings.
+* ``data``: the batch iterator's position (``BatchIterator.state()``, JSON).
+* ``config``: the full resolved config (JSON; model labels filled in from the data).
+* ``meta``: normalisation stats and label vocabulary (JSON).
+
+So a checkpoint alone is enough to resume exactly or to generate. Kept: the latest
+``train.keep`` checkpoints, plus the ``train.keep_best`` with the lowest validation loss
+(when > 0; only checkpoints saved at an evaluation step carry a validation loss).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from jax.sharding import SingleDeviceSharding
+
+from audiox_jax.audio import MelStats
+from audiox_jax.config import Config, TrainConfig, from_dict
+from audiox_jax.errors import AudioxError
+from audiox_jax.modelio import save_for_generation
+
+CHECKPOINTS = "checkpoints"
+
+
+class Restored(NamedTuple):
+    """What a checkpoint holds: state (TrainState), step (updates), data_state, config, stats, vocab."""
+
+    state: Any
+    step: int
+    data_state: dict
+    config: Config
+    stats: MelStats
+    vocab: dict[str, tuple[str, ...]]
+
+
+def checkpoint_dir(workdir: str) -> str:
+    return os.path.abspath(os.path.join(workdir, CHECKPOINTS))
+
+
+def make_manager(workdir: str, tc: TrainConfig, *, read_only: bool = False) -> ocp.CheckpointManager:
+    """The run's CheckpointManager over ``workdir/checkpoints`` (async saves, keep policy above)."""
+    policies = [ocp.checkpoint_managers.LatestN(n=tc.keep)]
+    if tc.keep_best > 0:
+        policies.append(ocp.checkpoint_managers.BestN(
+            get_metric_fn=lambda metrics: metrics["val_loss"], reverse=True, n=tc.keep_best,
+            keep_checkpoints_without_metrics=False))
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
+        enable_async_checkpointing=True, create=not read_only, read_only=read_only,
+        cleanup_tmp_directories=not read_only)
+    return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any, *, data_state: dict, config: Config,
+         stats: MelStats, vocab: dict, val_loss: float | None = None) -> None:
+    """Start an async save of everything at ``step`` (returns once the arrays are copied to the host)."""
+    meta = {"stats": stats.to_dict(), "vocab": {k: list(v) for k, v in vocab.items()}}
+    manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data=ocp.args.JsonSave(data_state),
+        config=ocp.args.JsonSave(config.to_dict()),
+        meta=ocp.args.JsonSave(meta),
+    ), metrics=None if val_loss is None else {"val_loss": float(val_loss)})
+
+
+def abstract_like(state: Any, shardings: Any) -> Any:
+    """ShapeDtypeStructs of ``state`` (arrays or ShapeDtypeStructs) carrying ``shardings``."""
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
+
+
+def restore(manager: ocp.CheckpointManager, abstract_state: Any, step: int | None = None) -> Restored:
+    """Restore ``step`` (None: the latest) onto ``abstract_state``'s shapes and shardings."""
+    step = manager.latest_step() if step is None else step
+    if step is None:
+        raise AudioxError(f"no checkpoint in {manager.directory}; train first")
+    out = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state),
+        data=ocp.args.JsonRestore(),
+        config=ocp.args.JsonRestore(),
+        meta=ocp.args.JsonRestore(),
+    ))
+    meta = out["meta"]
+    return Restored(out["state"], int(step), dict(out["data"]), from_dict(out["config"]),
+                    MelStats.from_dict(meta["stats"]), {k: tuple(v) for k, v in meta["vocab"].items()})
+
+
+def restore_config(manager: ocp.CheckpointManager, step: int | None = None) -> Config:
+    """Only the config saved at ``step`` (None: the latest)."""
+    step = manager.latest_step() if step is None else step
+    if step is None:
+        raise AudioxError(f"no checkpoint in {manager.directory}; train first")
+    out = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+    return from_dict(out["config"])
+
+
+def export_for_generation(workdir: str, out_dir: str, *, step: int | None = None) -> str:
+    """Write the EMA params, config, stats and vocab of a checkpoint as a model folder
+    (:mod:`audiox_jax.modelio`) that ``load_for_generation`` reads.
+
+    Args:
+      workdir: a training workdir (holding ``checkpoints/``) or its ``checkpoints`` folder.
+      out_dir: the model folder to write.
+      step: the checkpoint (updates done); None = the latest.
+    """
+    from audiox_jax.training.state import init_state, make_ema, make_optimizer
+
+    if os.path.basename(os.path.normpath(workdir)) == CHECKPOINTS:
+        workdir = os.path.dirname(os.path.normpath(workdir))
+    if not os.path.isdir(checkpoint_dir(workdir)):
+        raise AudioxError(f"{workdir!r} holds no {CHECKPOINTS}/ folder; pass the --workdir of a training run")
+    with make_manager(workdir, TrainConfig(), read_only=True) as manager:
+        config = restore_config(manager, step)
+        shapes = jax.eval_shape(lambda: init_state(config, make_optimizer(config.train), make_ema(config.train)))
+        cpu = SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
+        abstract = abstract_like(shapes, jax.tree.map(lambda _: cpu, shapes))
+        got = restore(manager, abstract, step)
+    params = jax.tree.map(np.asarray, got.state.ema_params)
+    return save_for_generation(out_dir, params, got.config, got.stats, got.vocab, step=got.step)

@@ -1,0 +1,162 @@
+"""The train step ``(state, batch) -> (state, metrics)``, compiled two ways with the same maths.
+
+One micro-step: per-example diffusion losses -> mean -> gradients -> (pmean) -> optimiser
+(``optax.MultiSteps`` when accumulating) -> EMA -> ``step + 1``. Metrics: loss (mean over
+the global micro-batch), grad_norm (of the mean gradient, before clipping), update_norm
+(of the applied update; 0 between accumulation boundaries), param_norm (after the update)
+and lr (the schedule at this update).
+
+Batches (made on the host by :func:`audiox_jax.training.data.model_batch`):
+``{"x0": f32[B, n_mels, T] normalised log-mel, T a multiple of the patch;
+"labels": i32[B, n_labels] class ids}``.
+
+Per-example randomness does not depend on the device layout. Example ``i`` of the
+global micro-batch gets ``fold_in(fold_in(train_key, update), first + i)`` with
+``update = step // grad_accum`` and ``first = (step % grad_accum) * B``: its global index
+within the update's whole batch. From that key it draws its condition dropout
+(``models.dit.drop_cond``) and its noise level and noise (``Formulation.loss``). So the
+single-device, jit-sharded and pmap steps see the same noise (same loss trajectory up to
+float summation order), and k micro-batches of B/k accumulate to the step on the whole
+batch B.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from audiox_jax.config import Config
+from audiox_jax.models.dit import DiT, drop_cond
+from audiox_jax.training.ema import Ema
+from audiox_jax.training.sharding import AXIS, batch_sharding
+from audiox_jax.training.state import TrainState, learning_rate
+
+ExampleLoss = Callable[[object, jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+def make_example_loss(config: Config) -> ExampleLoss:
+    """``losses(params, x0 f32[B, n_mels, T], labels i32[B, n_labels], keys key[B]) -> f32[B]``.
+
+    Each example is its own batch of one under ``vmap``, so its noise comes from its key alone.
+    """
+    model = DiT(config.model)
+    form = config.diffusion.make_formulation()
+    options = config.diffusion.loss_options()
+    p_drop = config.diffusion.cond_dropout
+    labelled = bool(config.model.labels)
+
+    def one(params, x0, labels, key):  # x0 f32[n_mels, T], labels i32[n_labels]
+        k_drop, k_loss = jax.random.split(key)
+        cond = drop_cond({"labels": labels[None]}, k_drop, p_drop) if labelled else None
+
+        def model_fn(x, t):
+            return model.apply({"params": params}, x, t, cond)
+
+        return form.loss(model_fn, x0[None], k_loss, **options)[0]
+
+    return jax.vmap(one, in_axes=(None, 0, 0, 0))
+
+
+def example_keys(key_data: jax.Array, update: jax.Array, first: jax.Array, batch: int) -> jax.Array:
+    """key[batch]: example i gets ``fold_in(fold_in(wrap(key_data), update), first + i)``."""
+    step_key = jax.random.fold_in(jax.random.wrap_key_data(key_data), update)
+    return jax.vmap(lambda i: jax.random.fold_in(step_key, i))(first + jnp.arange(batch))
+
+
+def _loss_and_grads(losses: ExampleLoss, state: TrainState, batch: dict, first, grad_accum: int):
+    keys = example_keys(state.key, state.step // grad_accum, first, batch["x0"].shape[0])
+
+    def mean_loss(params):
+        return jnp.mean(losses(params, batch["x0"], batch["labels"], keys))
+
+    return jax.value_and_grad(mean_loss)(state.params)
+
+
+def _apply(state: TrainState, loss, grads, *, optimizer: optax.GradientTransformation, ema_fn: Ema,
+           schedule: optax.Schedule, grad_accum: int) -> tuple[TrainState, dict]:
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema = ema_fn.update(params, state.ema)
+    if grad_accum > 1:  # MultiSteps only changes the params on every grad_accum-th micro-step
+        updated = (state.step + 1) % grad_accum == 0
+        ema = jax.tree.map(lambda new, old: jnp.where(updated, new, old), ema, state.ema)
+    metrics = {
+        "loss": loss,
+        "grad_norm": optax.global_norm(grads),
+        "update_norm": optax.global_norm(updates),
+        "param_norm": optax.global_norm(params),
+        "lr": jnp.asarray(schedule(state.step // grad_accum), jnp.float32),
+    }
+    return state.replace(step=state.step + 1, params=params, ema=ema, opt_state=opt_state), metrics
+
+
+def make_jit_step(config: Config, optimizer: optax.GradientTransformation, ema_fn: Ema, mesh: Mesh,
+                  state_shardings) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+    """The step under ``jax.jit`` on ``mesh``: batch sharded on ``"data"``, state donated.
+
+    Takes global jax.Arrays (:func:`audiox_jax.training.sharding.put_batch`).
+    """
+    losses, k, schedule = make_example_loss(config), config.train.grad_accum, learning_rate(config.train)
+
+    def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        first = (state.step % k) * batch["x0"].shape[0]
+        loss, grads = _loss_and_grads(losses, state, batch, first, k)
+        return _apply(state, loss, grads, optimizer=optimizer, ema_fn=ema_fn, schedule=schedule, grad_accum=k)
+
+    replicated = NamedSharding(mesh, P())
+    return jax.jit(step, in_shardings=(state_shardings, batch_sharding(mesh)),
+                   out_shardings=(state_shardings, replicated), donate_argnums=0)
+
+
+def make_pmap_step(config: Config, optimizer: optax.GradientTransformation, ema_fn: Ema,
+                   ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+    """The step under ``jax.pmap``: replicated state, batch ``[local_devices, per_device, ...]``,
+    gradients and metrics averaged with ``lax.pmean``, state donated. Metrics come back
+    replicated (one copy per local device)."""
+    losses, k, schedule = make_example_loss(config), config.train.grad_accum, learning_rate(config.train)
+    n_devices = jax.device_count()
+
+    def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        per_device = batch["x0"].shape[0]
+        first = (state.step % k) * per_device * n_devices + jax.lax.axis_index(AXIS) * per_device
+        loss, grads = _loss_and_grads(losses, state, batch, first, k)
+        loss, grads = jax.lax.pmean((loss, grads), AXIS)
+        return _apply(state, loss, grads, optimizer=optimizer, ema_fn=ema_fn, schedule=schedule, grad_accum=k)
+
+    return jax.pmap(step, axis_name=AXIS, donate_argnums=0)
+
+
+def _weighted_sum(losses: ExampleLoss, params, batch: dict, key_data, first):
+    keys = example_keys(key_data, jnp.zeros((), jnp.int32), first, batch["x0"].shape[0])
+    return jnp.sum(losses(params, batch["x0"], batch["labels"], keys) * batch["weight"])
+
+
+def make_eval_fn(config: Config, mesh: Mesh) -> Callable[[object, dict, jax.Array, jax.Array], jax.Array]:
+    """``eval_sum(params, batch, key_data u32[2], first i32[]) -> f32[]`` under jit on ``mesh``.
+
+    ``batch`` is a model batch plus ``"weight": f32[B]`` (1 = a validation item, 0 = padding);
+    the result is ``sum_i weight_i * loss_i``. Same loss as training (condition dropout
+    included) with keys from the fixed ``eval`` stream at update 0 and index ``first + i``
+    in the validation set, so an item sees the same noise at every evaluation.
+    """
+    losses = make_example_loss(config)
+    replicated = NamedSharding(mesh, P())  # params keep the sharding they come with (None)
+    return jax.jit(functools.partial(_weighted_sum, losses),
+                   in_shardings=(None, batch_sharding(mesh), replicated, replicated), out_shardings=replicated)
+
+
+def make_pmap_eval_fn(config: Config) -> Callable[[object, dict, jax.Array, jax.Array], jax.Array]:
+    """:func:`make_eval_fn` under pmap: replicated params, batch ``[local_devices, per_device, ...]``,
+    ``key_data`` and ``first`` unreplicated; returns the psum, one copy per local device."""
+    losses = make_example_loss(config)
+
+    def eval_sum(params, batch, key_data, first):
+        first = first + jax.lax.axis_index(AXIS) * batch["x0"].shape[0]
+        return jax.lax.psum(_weighted_sum(losses, params, batch, key_data, first), AXIS)
+
+    return jax.pmap(eval_sum, axis_name=AXIS, in_axes=(0, 0, None, None))
