@@ -1,4 +1,4 @@
-"""The `audiox-jax` command: vocode | bench (generate, train, prepare, eval arrive with their issues).
+"""The `audiox-jax` command: vocode | bench | prepare | train (generate and eval arrive with their issues).
 
 Every error audiox-jax raises on purpose (AudioxError) is printed as one line naming
 the input and the fix, with exit status 2; anything else is a bug and keeps its traceback.
@@ -59,6 +59,38 @@ def cmd_bench(args) -> None:
     bench.run(suites, quick=args.quick, json_path=args.json)
 
 
+def cmd_prepare(args) -> None:
+    """A folder of audio -> a log-mel cache, with the config's audio settings and clip length."""
+    from audiox_jax.config import load_config
+    from audiox_jax.data.prepare import prepare
+
+    config = load_config(args.config, args.set or ())
+    manifest = prepare(
+        args.audio, args.out, audio_cfg=config.audio, clip_seconds=config.data.clip_seconds,
+        keep_whole=args.keep_whole, max_seconds=args.max_seconds, labels_csv=args.labels_csv,
+        label_names=tuple(config.data.labels) or None, stats_kind=config.data.stats,
+        min_rms_db=args.min_rms_db, progress=not args.no_progress, overwrite=args.overwrite,
+    )
+    used = sum(f.status == "ok" for f in manifest.files)
+    print(f"wrote {args.out}: {manifest.n_items} items of {manifest.frames} frames from {used} of "
+          f"{len(manifest.files)} files (decoded {len(manifest.processed)}, reused {len(manifest.reused)}); "
+          f"labels {dict((k, len(v)) for k, v in manifest.vocab.items())}; skipped files are listed in "
+          f"{args.out}/report.txt")
+    print(f"train on it: audiox-jax train --config {args.config} --set data.cache={args.out} --workdir WORKDIR")
+
+
+def cmd_train(args) -> None:
+    """Train (or resume, if the workdir holds a checkpoint) on the config's data."""
+    from audiox_jax.config import load_config
+    from audiox_jax.training.loop import MODEL_DIR, train
+    from audiox_jax.training.metrics import METRICS
+
+    config = load_config(args.config, args.set or ())
+    result = train(config, args.workdir, progress=not args.no_progress)
+    print(f"trained {result.config.train.steps} steps in {args.workdir}: metrics in {METRICS}, "
+          f"checkpoints in checkpoints/, model for generation in {MODEL_DIR}/")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="audiox-jax", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -80,6 +112,28 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", help="also write the results to this JSON file")
     b.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="print two saved runs side by side")
     b.set_defaults(func=cmd_bench)
+
+    pr = sub.add_parser("prepare", help="turn a folder of audio into a log-mel cache for training")
+    pr.add_argument("--audio", required=True, help="folder of audio files (searched recursively)")
+    pr.add_argument("--config", required=True, help="YAML config: its audio settings, data.clip_seconds, "
+                    "data.labels and data.stats are used")
+    pr.add_argument("--out", required=True, help="cache folder to write (re-runs are incremental)")
+    pr.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value")
+    pr.add_argument("--labels-csv", help="CSV 'path,label_a,...' (default: labels from sub-folder names)")
+    pr.add_argument("--keep-whole", action="store_true", help="one item per file, padded to --max-seconds")
+    pr.add_argument("--max-seconds", type=float, help="read at most this many seconds per file")
+    pr.add_argument("--min-rms-db", type=float, help="drop clips quieter than this (dBFS, e.g. -60)")
+    pr.add_argument("--overwrite", action="store_true", help="rebuild a cache made with other settings")
+    pr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pr.set_defaults(func=cmd_prepare)
+
+    t = sub.add_parser("train", help="train a DiT (resumes when the workdir holds a checkpoint)")
+    t.add_argument("--config", required=True, help="YAML config, e.g. configs/tiny.yaml")
+    t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set train.steps=100 (repeatable)")
+    t.add_argument("--workdir", required=True, help="output folder: checkpoints, metrics, demos, model")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
     return p
 
 
@@ -88,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except AudioxError as err:
-        print(f"audiox-jax {args.command}: error: {err}", file=sys.stderr)
+        message = " ".join(str(err).split())  # always one line
+        print(f"audiox-jax {args.command}: error: {message}", file=sys.stderr)
         return 2
     return 0
 

@@ -67,7 +67,11 @@ class DiffusionConfig:
         """The bound ``diffusion.formulations.Formulation``."""
         from audiox_jax.diffusion.formulations import get_formulation
 
-        return get_formulation(self.formulation, schedule=self.vp_schedule, sigma_data=self.sigma_data)
+        if self.formulation.startswith("vp"):
+            return get_formulation(self.formulation, schedule=self.vp_schedule)
+        if self.formulation == "edm":
+            return get_formulation(self.formulation, sigma_data=self.sigma_data)
+        return get_formulation(self.formulation)
 
     def loss_options(self) -> dict:
         """Keyword options for ``Formulation.loss`` (the noise-level sampler)."""
