@@ -7,10 +7,11 @@ the input and the fix, with exit status 2; anything else is a bug and keeps its 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
-from audiox_jax.errors import AudioxError
+from audiox_jax.errors import AudioxError, ParamError
 
 
 def cmd_vocode(args) -> None:
@@ -91,6 +92,76 @@ def cmd_train(args) -> None:
           f"checkpoints in checkpoints/, model for generation in {MODEL_DIR}/")
 
 
+def _parse_labels(args) -> dict:
+    labels = {}
+    for item in args.label or ():
+        if "=" not in item:
+            raise ParamError(f"--label {item!r} must look like key=value, e.g. --label instrument=piano")
+        k, v = item.split("=", 1)
+        labels[k.strip()] = v.strip()
+    if args.instrument is not None:
+        labels["instrument"] = args.instrument
+    if args.pitch is not None:
+        labels["pitch"] = args.pitch
+    return labels
+
+
+def _keep_mask(spec: str, config, seconds: float):
+    """'0:1.5,3:4' (seconds to keep from --init-audio) -> f32[model_frames] mask."""
+    import numpy as np
+
+    from audiox_jax import pipeline
+
+    _, _, model_frames = pipeline.shapes(config, seconds)
+    mask = np.zeros(model_frames, np.float32)
+    fps = config.audio.sr / config.audio.hop_length
+    for part in spec.split(","):
+        try:
+            a, b = (float(v) for v in part.split(":"))
+        except ValueError:
+            raise ParamError(f"--keep {spec!r}: each range must be START:END in seconds, e.g. --keep 0:1.5") from None
+        mask[int(np.ceil(a * fps)) : int(np.floor(b * fps)) + 1] = 1.0
+    return mask
+
+
+def cmd_generate(args) -> None:
+    """Generate audio with a trained model; write wav(s) and a mel PNG; print the real-time factor."""
+    import numpy as np
+
+    from audiox_jax import audio
+    from audiox_jax.generator import enable_compilation_cache, load_pipeline
+    from audiox_jax.plot import save_mel_png
+
+    if not args.no_cache:
+        enable_compilation_cache()
+    pipe = load_pipeline(args.checkpoint or args.model)
+    labels = _parse_labels(args)
+    kwargs = {}
+    if args.init_audio:
+        kwargs["init_audio"] = args.init_audio
+        if args.keep:
+            kwargs["mask"] = _keep_mask(args.keep, pipe.config, args.seconds)
+        elif args.strength is not None:
+            kwargs["strength"] = args.strength
+        else:
+            kwargs["continue_audio"] = True
+    elif args.keep or args.strength is not None or args.continue_audio:
+        raise ParamError("--keep, --strength and --continue need --init-audio FILE")
+    res = pipe.generate(labels, seconds=args.seconds, batch=args.batch, seed=args.seed, sampler=args.sampler,
+                        steps=args.steps, cfg=args.cfg, **kwargs)
+    stem, ext = (args.out.rsplit(".", 1) + ["wav"])[:2] if "." in os.path.basename(args.out) else (args.out, "wav")
+    paths = [args.out] if len(res.audio) == 1 else [f"{stem}_{i}.{ext}" for i in range(len(res.audio))]
+    for path, y in zip(paths, res.audio):
+        audio.save(path, y, res.sr)
+    png = stem + ".png"
+    desc = ", ".join(f"{k}={v}" for k, v in res.labels[0].items())
+    save_mel_png(res.log_mel, png, sr=res.sr, hop_length=pipe.config.audio.hop_length, title=desc)
+    print(f"wrote {', '.join(paths)} and {png} ({desc}; {res.seconds:g} s x {len(res.audio)}; "
+          f"{res.nfe} network evaluations)")
+    print(f"time {res.wall_s:.3f} s, real-time factor {res.rtf:.4f} ({1 / max(res.rtf, 1e-9):.1f}x real time"
+          f"{'; includes compilation on a cold cache' if res.wall_s > 1.0 else ''})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="audiox-jax", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -126,6 +197,26 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--overwrite", action="store_true", help="rebuild a cache made with other settings")
     pr.add_argument("--no-progress", action="store_true", help="no progress bar")
     pr.set_defaults(func=cmd_prepare)
+
+    g = sub.add_parser("generate", help="generate audio with the shipped model or a trained one")
+    g.add_argument("--instrument", help="instrument label, e.g. piano (see the model card for the list)")
+    g.add_argument("--pitch", help="pitch label as a note name (C4, F#3) or MIDI number")
+    g.add_argument("--label", action="append", metavar="KEY=VALUE", help="any label by name (repeatable)")
+    g.add_argument("--seconds", type=float, default=2.0, help="length of each clip (default 2)")
+    g.add_argument("--out", "-o", default="out.wav", help="output wav; with --batch N, out_0.wav ... (default out.wav)")
+    g.add_argument("--model", default="default", help="built-in model name: default or fast")
+    g.add_argument("--checkpoint", help="a model folder or training workdir (overrides --model)")
+    g.add_argument("--sampler", help="euler, heun, ddim, ddpm, dpmpp_2m, dpmpp_2m_sde (default: the model's)")
+    g.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
+    g.add_argument("--cfg", type=float, help="classifier-free guidance scale (1 = none; default: the model's)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--batch", type=int, default=1, help="clips to generate in one call")
+    g.add_argument("--init-audio", help="audio to continue (default), inpaint (--keep) or vary (--strength)")
+    g.add_argument("--continue", dest="continue_audio", action="store_true", help="continue --init-audio")
+    g.add_argument("--keep", help="with --init-audio: time ranges to keep, e.g. 0:1.5,3:4 (seconds)")
+    g.add_argument("--strength", type=float, help="with --init-audio: variation strength 0..1")
+    g.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
+    g.set_defaults(func=cmd_generate)
 
     t = sub.add_parser("train", help="train a DiT (resumes when the workdir holds a checkpoint)")
     t.add_argument("--config", required=True, help="YAML config, e.g. configs/tiny.yaml")

@@ -87,9 +87,9 @@ def _apply(state: TrainState, loss, grads, *, optimizer: optax.GradientTransform
         ema = jax.tree.map(lambda new, old: jnp.where(updated, new, old), ema, state.ema)
     metrics = {
         "loss": loss,
-        "grad_norm": optax.global_norm(grads),
-        "update_norm": optax.global_norm(updates),
-        "param_norm": optax.global_norm(params),
+        "grad_norm": optax.tree.norm(grads),
+        "update_norm": optax.tree.norm(updates),
+        "param_norm": optax.tree.norm(params),
         "lr": jnp.asarray(schedule(state.step // grad_accum), jnp.float32),
     }
     return state.replace(step=state.step + 1, params=params, ema=ema, opt_state=opt_state), metrics
