@@ -66,6 +66,10 @@ def cmd_prepare(args) -> None:
     from audiox_jax.data.prepare import prepare
 
     config = load_config(args.config, args.set or ())
+    if args.labels_csv is None and len(config.data.labels) > 1:
+        raise ParamError(f"data.labels={list(config.data.labels)} names {len(config.data.labels)} labels, but without "
+                         "--labels-csv labels come from sub-folder names (one label); pass --labels-csv "
+                         "path,label_a,... or --set data.labels=[NAME]")
     manifest = prepare(
         args.audio, args.out, audio_cfg=config.audio, clip_seconds=config.data.clip_seconds,
         keep_whole=args.keep_whole, max_seconds=args.max_seconds, labels_csv=args.labels_csv,
@@ -77,7 +81,8 @@ def cmd_prepare(args) -> None:
           f"{len(manifest.files)} files (decoded {len(manifest.processed)}, reused {len(manifest.reused)}); "
           f"labels {dict((k, len(v)) for k, v in manifest.vocab.items())}; skipped files are listed in "
           f"{args.out}/report.txt")
-    print(f"train on it: audiox-jax train --config {args.config} --set data.cache={args.out} --workdir WORKDIR")
+    sets = "".join(f' --set "{item}"' for item in args.set or ())
+    print(f"train on it: audiox-jax train --config {args.config}{sets} --set data.cache={args.out} --workdir WORKDIR")
 
 
 def cmd_train(args) -> None:
@@ -88,8 +93,9 @@ def cmd_train(args) -> None:
 
     config = load_config(args.config, args.set or ())
     result = train(config, args.workdir, progress=not args.no_progress)
-    print(f"trained {result.config.train.steps} steps in {args.workdir}: metrics in {METRICS}, "
-          f"checkpoints in checkpoints/, model for generation in {MODEL_DIR}/")
+    resumed = f" (resumed from the checkpoint at step {result.start})" if result.start else ""
+    print(f"trained steps {result.start + 1}..{result.config.train.steps}{resumed} in {args.workdir}: "
+          f"metrics in {METRICS}, checkpoints in checkpoints/, model for generation in {MODEL_DIR}/")
 
 
 def _parse_labels(args) -> dict:

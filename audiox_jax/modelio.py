@@ -64,8 +64,9 @@ def load_for_generation(path: str) -> GenerationModel:
     files = [os.path.join(path, PARAMS), os.path.join(path, MODEL)]
     missing = [f for f in files if not os.path.isfile(f)]
     if missing:
-        raise AudioxError(f"{path!r} is not an exported model: missing {', '.join(os.path.basename(m) for m in missing)}; "
-                          "export one with audiox_jax.training.checkpoint.export_for_generation(workdir, out_dir)")
+        names = ", ".join(os.path.basename(m) for m in missing)
+        raise AudioxError(f"{path!r} is not an exported model: missing {names}; export one with "
+                          "audiox_jax.training.checkpoint.export_for_generation(workdir, out_dir)")
     with open(files[1], encoding="utf-8") as f:
         meta = json.load(f)
     if meta.get("format") != FORMAT:

@@ -9,6 +9,7 @@ before jax is imported).
 import dataclasses
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 
 from audiox_jax import cli
+from audiox_jax.audio import MelStats
 from audiox_jax.config import load_config
 from audiox_jax.data.iterator import BatchIterator
 from audiox_jax.data.synthetic import write_synthetic_folder
@@ -38,6 +40,7 @@ from audiox_jax.training.tfevents import crc32c, masked_crc
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, "configs", "tiny.yaml")
 QUIET = ["train.eval_every=0", "train.demo_every=0", "train.ckpt_every=0"]
+ONE_BLOCK = ["model.dim=32", "model.depth=1"]  # compiles faster, where the loss value does not matter
 
 
 def tiny(*overrides):
@@ -100,7 +103,7 @@ def test_loss_falls_on_the_synthetic_set(tmp_path):
 
 
 def test_grad_accumulation_equals_one_step_on_the_whole_batch():
-    base = ("train.warmup_steps=0", "data.synthetic_size=24", "data.val_fraction=0")
+    base = (*ONE_BLOCK, "train.warmup_steps=0", "data.synthetic_size=24", "data.val_fraction=0")
     data = load_train_data(tiny(*base))
     batch = model_batch(data.mels[:8], data.labels[:8], data.stats, 4)
     mesh = make_mesh(jax.devices()[:1])
@@ -137,18 +140,20 @@ from audiox_jax.modelio import load_for_generation
 out = {"devices": jax.device_count()}
 for mode in sys.argv[1:]:
     par, _, fsdp = mode.partition("+")
-    cfg = load_config("configs/tiny.yaml", OVERRIDES + [f"train.parallel={par}", f"train.fsdp={str(bool(fsdp)).lower()}"])
+    layout = [f"train.parallel={par}", f"train.fsdp={str(bool(fsdp)).lower()}"]
+    cfg = load_config("configs/tiny.yaml", OVERRIDES + layout)
     w = tempfile.mkdtemp()
     train(cfg, w, progress=False)
     out[mode] = {"loss": [r["loss"] for r in read_metrics(w) if "loss" in r],
+                 "val": [r["val_loss"] for r in read_metrics(w) if "val_loss" in r],
                  "ema0": float(jax.tree.leaves(load_for_generation(w + "/model").params)[0].ravel()[0])}
 print(json.dumps(out))
 """
 
 
 def test_jit_sharded_pmap_and_single_device_give_the_same_losses():
-    overrides = [*QUIET, "train.steps=5", "train.log_every=1", "train.warmup_steps=0", "train.ema_warmup=1",
-                 "data.batch_size=16", "data.synthetic_size=48"]
+    overrides = [*QUIET, *ONE_BLOCK, "train.steps=5", "train.log_every=1", "train.warmup_steps=0", "train.ema_warmup=1",
+                 "train.eval_every=5", "data.batch_size=16", "data.synthetic_size=48"]
     code = PARALLEL.replace("OVERRIDES", repr(overrides))
     multi = json.loads(run_python(f"import sys; sys.argv[1:] = ['jit', 'jit+fsdp', 'pmap']\n{code}",
                                   {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}).splitlines()[-1])
@@ -156,9 +161,10 @@ def test_jit_sharded_pmap_and_single_device_give_the_same_losses():
                                    {"XLA_FLAGS": ""}).splitlines()[-1])
     assert multi["devices"] == 8 and single["devices"] == 1
     ref = single["jit"]
-    assert len(ref["loss"]) == 5 and ref["loss"][0] != ref["loss"][-1]
+    assert len(ref["loss"]) == 5 and ref["loss"][0] != ref["loss"][-1] and len(ref["val"]) == 1
     for mode in ("jit", "jit+fsdp", "pmap"):
         np.testing.assert_allclose(multi[mode]["loss"], ref["loss"], rtol=2e-5, err_msg=mode)
+        np.testing.assert_allclose(multi[mode]["val"], ref["val"], rtol=2e-5, err_msg=mode)
         np.testing.assert_allclose(multi[mode]["ema0"], ref["ema0"], rtol=1e-4, atol=1e-6, err_msg=mode)
 
 
@@ -166,7 +172,7 @@ def test_jit_sharded_pmap_and_single_device_give_the_same_losses():
 
 
 def test_non_finite_loss_stops_naming_step_and_batch_and_keeps_last_good_checkpoint(tmp_path):
-    cfg = tiny(*QUIET, "train.ckpt_every=2", "train.log_every=1000", "train.steps=8")
+    cfg = tiny(*QUIET, *ONE_BLOCK, "train.ckpt_every=2", "train.log_every=1000", "train.steps=8")
     data = load_train_data(cfg)
     it = BatchIterator({"i": np.arange(len(data.labels))}, 8, seed=0, indices=data.train_idx)
     bad = int(it.global_batch(0, 3)[2])  # in the 4th update's batch
@@ -209,7 +215,19 @@ def test_checkpoint_round_trip(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-RESUME_ARGS = ["train.steps=240", "train.log_every=1", "train.ckpt_every=20", "train.eval_every=40",
+def test_keeps_the_latest_and_the_best_by_validation_loss(tmp_path):
+    cfg = tiny("train.keep=1", "train.keep_best=1")
+    data_state = {"seed": 0, "epoch": 0, "position": 0, "n": 1, "batch_size": 1, "shuffle": True,
+                  "drop_remainder": True}
+    with ckpt.make_manager(str(tmp_path), cfg.train) as manager:
+        for step, val in [(1, 3.0), (2, 1.0), (3, 2.0), (4, None), (5, 2.5)]:
+            ckpt.save(manager, step, {"w": jnp.full(2, step, jnp.float32)}, data_state=data_state, config=cfg,
+                      stats=MelStats(), vocab={}, val_loss=val)
+            manager.wait_until_finished()
+        assert manager.all_steps() == [2, 5]
+
+
+RESUME_ARGS = [*ONE_BLOCK, "train.steps=160", "train.log_every=1", "train.ckpt_every=20", "train.eval_every=40",
                "train.keep_best=1", "train.demo_every=0", "data.synthetic_size=48"]
 
 
@@ -241,13 +259,15 @@ def test_exact_resume_after_sigkill(tmp_path):
     finally:
         proc.wait()
     at_kill = losses(killed)
-    assert _finished_checkpoints(killed) and at_kill[-1][0] < 240
+    assert _finished_checkpoints(killed) and at_kill[-1][0] < 160
 
-    subprocess.run(_train_cmd(killed), cwd=ROOT, check=True, capture_output=True, timeout=300)
+    resumed = subprocess.run(_train_cmd(killed), cwd=ROOT, check=True, capture_output=True, text=True, timeout=300)
+    start = int(re.search(r"resumed from the checkpoint at step (\d+)", resumed.stdout).group(1))
+    assert 20 <= start < at_kill[-1][0] and start % 20 == 0
     assert losses(killed) == losses(whole)  # identical floats, every step
     val = lambda w: [(r["step"], r["val_loss"]) for r in read_metrics(w) if "val_loss" in r]  # noqa: E731
-    assert val(killed) == val(whole) and len(val(whole)) == 6
-    assert _finished_checkpoints(killed)[-1] == 240
+    assert val(killed) == val(whole) and len(val(whole)) == 4
+    assert _finished_checkpoints(killed)[-1] == 160
 
 
 # ------------------------------------------------------------------ CLI end to end and export
@@ -317,6 +337,6 @@ def test_config_errors_are_one_line_naming_the_key(tmp_path, capsys):
         assert cli.main(["train", "--config", TINY, "--workdir", str(tmp_path), *extra]) == 2
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and err.startswith("audiox-jax train: error: ")
-        assert __import__("re").search(pattern, err), err
+        assert re.search(pattern, err), err
     assert cli.main(["train", "--config", str(tmp_path / "nope.yaml"), "--workdir", str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err

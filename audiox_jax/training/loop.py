@@ -65,12 +65,14 @@ def is_time(step: int, every: int) -> bool:
 
 class TrainResult(NamedTuple):
     """state: the final TrainState (one copy, on the step's devices); config: the resolved config;
-    data: the TrainData trained on (its stats are the checkpoint's on resume); workdir."""
+    data: the TrainData trained on (its stats are the checkpoint's on resume); workdir;
+    start: the step this run started from (0, or the checkpoint it resumed)."""
 
     state: TrainState
     config: Config
     data: TrainData
     workdir: str
+    start: int
 
 
 class Layout(NamedTuple):
@@ -124,15 +126,16 @@ def train(config: Config, workdir: str, *, data: TrainData | None = None, progre
         state = run_loop(config, data, layout, state, it, manager, log, bar, start, workdir)  # 6. loop
     finally:
         bar.close()
-        manager.wait_until_finished()
+        manager.wait_until_finished()  # in-flight async saves land even when the loop raised
+        manager.close()
         if log is not None:
             log.close()
     final = layout.single(state)
-    if lead:                                                                 # 7. export
-        save_for_generation(os.path.join(workdir, MODEL_DIR), host_tree(final.ema_params), config, data.stats,
-                            data.vocab, step=config.train.steps)
-    manager.close()
-    return TrainResult(final, config, data, workdir)
+    ema_params = host_tree(final.ema_params)                                 # 7. export
+    if lead:
+        save_for_generation(os.path.join(workdir, MODEL_DIR), ema_params, config, data.stats, data.vocab,
+                            step=config.train.steps)
+    return TrainResult(final, config, data, workdir, start)
 
 
 def _micro_batch(config: Config, mesh: Mesh) -> int:
@@ -197,8 +200,10 @@ def _check_resumable(saved: Config, config: Config, where) -> None:
                      for f in dataclasses.fields(a) if getattr(a, f.name) != getattr(b, f.name)]
             raise ParamError(f"the checkpoint in {where} is of another model ({'; '.join(diffs)}); "
                              "use a new --workdir or the checkpoint's config")
-    changed = [f"{s}.{k}" for s in ("diffusion", "data", "train")
-               for k, v in dataclasses.asdict(getattr(config, s)).items() if dataclasses.asdict(getattr(saved, s))[k] != v]
+    changed = []
+    for section in ("diffusion", "data", "train"):
+        before, now = dataclasses.asdict(getattr(saved, section)), dataclasses.asdict(getattr(config, section))
+        changed += [f"{section}.{k}" for k in now if before[k] != now[k]]
     if changed:
         warnings.warn(f"resuming from {where} with changed settings {changed}: the run will not match "
                       "an uninterrupted one", stacklevel=3)
@@ -229,11 +234,14 @@ def run_loop(config: Config, data: TrainData, layout: Layout, state: TrainState,
             pending.append(_Pending(step, micro, metrics, raw["item"]))
         bar.advance(step)
         last = step == tc.steps
-        save_now = is_time(step, tc.ckpt_every) or (last and tc.ckpt_every > 0)
-        if is_time(step, tc.log_every) or save_now:
+        log_now = is_time(step, tc.log_every) or last
+        save_now = tc.ckpt_every > 0 and (is_time(step, tc.ckpt_every) or last)
+        val_now = tc.eval_every > 0 and (is_time(step, tc.eval_every) or last)
+        demo_now = tc.demo_every > 0 and (is_time(step, tc.demo_every) or last)
+        if log_now or save_now:
             window += _checked_metrics(pending, layout, data, manager)
             pending = []
-        if (is_time(step, tc.log_every) or last) and window:
+        if log_now:
             rate = (step - n0) / max(time.perf_counter() - t0, 1e-9)
             row = _summary(step, window, rate)
             if log is not None:
@@ -241,16 +249,13 @@ def run_loop(config: Config, data: TrainData, layout: Layout, state: TrainState,
             bar.log(step, row["loss"], rate)
             window = []
         val_loss = None
-        if is_time(step, tc.eval_every) or (last and tc.eval_every) or is_time(step, tc.demo_every) \
-                or (last and tc.demo_every):
-            val_loss = evaluate(config, data, layout, state, step, workdir, log,
-                                val=is_time(step, tc.eval_every) or (last and tc.eval_every > 0),
-                                demos=is_time(step, tc.demo_every) or (last and tc.demo_every > 0))
+        if val_now or demo_now:
+            val_loss = evaluate(config, data, layout, state, step, workdir, log, val=val_now, demos=demo_now)
         if save_now:
             ckpt.save(manager, step, layout.single(state), data_state=it.state(), config=config, stats=data.stats,
                       vocab=data.vocab, val_loss=val_loss)
-        if val_loss is not None or save_now:
-            t0, n0 = time.perf_counter(), step  # steps/s counts training time only
+        if log_now or val_now or demo_now or save_now:
+            t0, n0 = time.perf_counter(), step  # steps/s: training time since the last row only
     return state
 
 
@@ -298,10 +303,11 @@ def evaluate(config: Config, data: TrainData, layout: Layout, state: TrainState,
         val_loss = validation_loss(config, data, layout, state.ema_params)
         if val_loss is not None and log is not None:
             log.write({"step": step, "val_loss": val_loss})
-    if demos and jax.process_index() == 0:
-        params = host_tree(layout.single(state).ema_params)
-        write_demos(params, config, data, os.path.join(workdir, DEMOS, f"step_{step:07d}"),
-                    jax.random.fold_in(streams(config.train.seed).demo, step))
+    if demos:
+        params = host_tree(layout.single(state).ema_params)  # a collective on multi-host FSDP: every process
+        if jax.process_index() == 0:
+            write_demos(params, config, data, os.path.join(workdir, DEMOS, f"step_{step:07d}"),
+                        jax.random.fold_in(streams(config.train.seed).demo, step))
     return val_loss
 
 

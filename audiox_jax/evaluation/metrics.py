@@ -1,0 +1,138 @@
+"""Distribution and reconstruction metrics: Frechet distance, spectral convergence, log-spectral distance.
+
+Definitions (stated once, here):
+
+* Frechet distance between Gaussians N(mu1, S1) and N(mu2, S2) fitted to two sets of
+  embeddings (Heusel et al. 2017, "GANs trained by a two time-scale update rule", the
+  FID)::
+
+      FD = |mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))
+
+  computed in float64 with ``tr((S1 S2)^(1/2)) = sum_i sqrt(lambda_i)``, ``lambda_i`` the
+  eigenvalues of the symmetric PSD matrix ``S1^(1/2) S2 S1^(1/2)`` (same spectrum as
+  ``S1 S2``), so no complex ``sqrtm`` and no NaN from round-off. Covariances are the
+  unbiased sample covariances (``N - 1``). With fewer samples than dimensions the
+  estimate is biased upwards (a warning says so): compare FDs at equal sample counts.
+* Reconstruction of a waveform ``y`` by ``y_hat`` (both f32[..., samples]), on the STFT
+  magnitudes ``S = |STFT(y)|``, ``S_hat = |STFT(y_hat)|`` with the front end's n_fft and hop:
+
+  - spectral convergence ``SC = ||S - S_hat||_F / ||S||_F`` per clip (0 is perfect);
+  - log-spectral distance, in dB, per clip: the mean over frames of
+    ``sqrt(mean_k (10 log10(max(S^2, F) / max(S_hat^2, F)))^2)``, with the floor ``F``
+    ``LSD_RANGE_DB`` = 80 dB below the reference clip's peak ``max S^2`` (so bins quieter
+    than that in both count as equal: an absolute floor such as 1e-10 lets the -100 dB
+    corners of a spectrogram dominate the figure).
+* The vocoder path: ``vocode(y) = log_mel_to_audio(log_mel(y))``, i.e. log-mel ->
+  NNLS mel inversion -> Griffin-Lim from a random initial phase (as ``pipeline.generate``
+  does), the config's iteration counts; clip ``b`` uses ``fold_in(key(seed), b)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from audiox_jax.audio import AudioConfig, log_mel, log_mel_to_audio, spectral_convergence, stft
+from audiox_jax.errors import ParamError
+
+LSD_RANGE_DB = 80.0  # the log-spectral distance ignores differences this far below the reference's peak
+
+
+def frechet_distance_gaussians(mu1, sigma1, mu2, sigma2) -> float:
+    """``|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))`` for means f[d] and covariances f[d, d]."""
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    d = mu1.shape[0]
+    if mu1.shape != (d,) or mu2.shape != (d,) or s1.shape != (d, d) or s2.shape != (d, d):
+        raise ParamError(f"means must be f[d] and covariances f[d, d] with one d; got {mu1.shape}, "
+                         f"{s1.shape}, {mu2.shape}, {s2.shape}")
+    root1 = _psd_sqrt(s1)
+    lam = np.linalg.eigvalsh(root1 @ s2 @ root1)
+    tr_cross = np.sum(np.sqrt(np.clip(lam, 0.0, None)))
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2.0 * tr_cross)
+
+
+def _psd_sqrt(s: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a symmetric PSD matrix f64[d, d] (negative round-off eigenvalues -> 0)."""
+    lam, vec = np.linalg.eigh(0.5 * (s + s.T))
+    return (vec * np.sqrt(np.clip(lam, 0.0, None))) @ vec.T
+
+
+def frechet_distance(emb_a, emb_b) -> float:
+    """Frechet distance between Gaussians fitted to embeddings f[N, d] and f[M, d] (N, M >= 2)."""
+    a, b = np.asarray(emb_a, np.float64), np.asarray(emb_b, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ParamError(f"embeddings must be f[N, d] and f[M, d] with the same d, got {a.shape} and {b.shape}")
+    if len(a) < 2 or len(b) < 2:
+        raise ParamError(f"the Frechet distance needs at least 2 embeddings per set, got {len(a)} and {len(b)}")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ParamError("embeddings hold NaN or Inf values")
+    if min(len(a), len(b)) <= a.shape[1]:
+        warnings.warn(f"Frechet distance from {len(a)} and {len(b)} samples of {a.shape[1]}-dim embeddings: "
+                      "the covariances are rank-deficient and the distance is biased upwards; "
+                      "compare only distances made with the same sample counts", stacklevel=2)
+    return frechet_distance_gaussians(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+
+
+def log_spectral_distance(magnitude: jnp.ndarray, estimate: jnp.ndarray, *, range_db: float = LSD_RANGE_DB) -> jnp.ndarray:
+    """LSD in dB, f32[...], of ``estimate`` against reference ``magnitude``, STFT magnitudes f32[..., bins, frames].
+
+    Powers are floored ``range_db`` (80 dB) below the reference's peak (module docstring).
+    """
+    P, P_hat = magnitude**2, estimate**2
+    floor = jnp.maximum(jnp.max(P, axis=(-2, -1), keepdims=True) * 10.0 ** (-range_db / 10.0), 1e-30)
+    diff = 10.0 * (jnp.log10(jnp.maximum(P, floor)) - jnp.log10(jnp.maximum(P_hat, floor)))  # [..., bins, frames]
+    return jnp.mean(jnp.sqrt(jnp.mean(diff**2, axis=-2)), axis=-1)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _vocode(y: jnp.ndarray, key: jax.Array, cfg: AudioConfig) -> jnp.ndarray:
+    keys = jax.vmap(lambda b: jax.random.fold_in(key, b))(jnp.arange(y.shape[0]))
+    one = lambda yb, k: log_mel_to_audio(log_mel(yb, cfg), cfg, key=k, length=y.shape[-1])
+    return jax.vmap(one)(y, keys)
+
+
+def vocode(y, cfg: AudioConfig, *, seed: int = 0) -> np.ndarray:
+    """Waveforms f32[B, samples] -> the same through log-mel -> mel inversion -> Griffin-Lim, f32[B, samples]."""
+    y = _batch(y)
+    return np.asarray(_vocode(jnp.asarray(y), jax.random.key(seed), cfg))
+
+
+@functools.partial(jax.jit, static_argnames=("n_fft", "hop_length"))
+def _reconstruction(y, y_hat, n_fft, hop_length):
+    S, S_hat = jnp.abs(stft(y, n_fft, hop_length)), jnp.abs(stft(y_hat, n_fft, hop_length))
+    sc = spectral_convergence(S, y_hat, n_fft=n_fft, hop_length=hop_length)
+    return sc, log_spectral_distance(S, S_hat)
+
+
+def reconstruction_metrics(y, y_hat, cfg: AudioConfig) -> dict[str, float]:
+    """Mean spectral convergence and log-spectral distance (dB) of ``y_hat`` against ``y``, both f32[B, samples]."""
+    y, y_hat = _batch(y), _batch(y_hat)
+    if y.shape != y_hat.shape:
+        raise ParamError(f"y {y.shape} and y_hat {y_hat.shape} must have the same shape")
+    sc, lsd = _reconstruction(jnp.asarray(y), jnp.asarray(y_hat), cfg.n_fft, cfg.hop_length)
+    return {"spectral_convergence": float(jnp.mean(sc)), "log_spectral_distance_db": float(jnp.mean(lsd)),
+            "clips": int(y.shape[0])}
+
+
+def vocoder_metrics(y, cfg: AudioConfig, *, seed: int = 0) -> dict[str, float]:
+    """How well the vocoder path alone rebuilds real audio ``y`` f32[B, samples] (or f32[samples]).
+
+    Returns {"spectral_convergence", "log_spectral_distance_db", "clips"}: means over clips
+    of ``vocode(y)`` against ``y`` (definitions in the module docstring).
+    """
+    return reconstruction_metrics(y, vocode(y, cfg, seed=seed), cfg)
+
+
+def _batch(y) -> np.ndarray:
+    y = np.asarray(y, np.float32)
+    y = y[None] if y.ndim == 1 else y
+    if y.ndim != 2 or y.shape[0] == 0:
+        raise ParamError(f"audio must be f32[samples] or f32[B, samples] with B >= 1, got shape {y.shape}")
+    if not np.all(np.isfinite(y)):
+        raise ParamError("audio holds NaN or Inf samples")
+    return y
