@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_vocode)
 
     b = sub.add_parser("bench", help="time every stage against librosa/torch; see BENCHMARKS.md")
-    b.add_argument("suite", nargs="?", default="all", choices=("dsp", "generate", "all"))
+    b.add_argument("suite", nargs="?", default="all", choices=("dsp", "generate", "train", "all"))
     b.add_argument("--quick", action="store_true", help="small sizes and few repeats (CI smoke test)")
     b.add_argument("--json", help="also write the results to this JSON file")
     b.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="print two saved runs side by side")
