@@ -93,6 +93,13 @@ def test_rerun_keeps_existing_files_and_cli_rewrites_csv(rendered):
     assert len(notes.read_labels(out)) == 7
 
 
+def test_other_settings_in_the_same_folder_are_refused(rendered):
+    out, _ = rendered
+    with pytest.raises(ParamError, match="seconds: 1.0 there, 2.0 now"):
+        notes.render_note_dataset(out, instruments=("piano",), pitches=(60,), velocities=VELOCITIES, seconds=2.0,
+                                  progress=False)
+
+
 def test_silent_note_is_dropped():
     assert notes.finish_note(np.zeros(SR, np.float32), SR) is None
     y = notes.finish_note(0.1 * np.ones(SR, np.float32), SR)

@@ -26,7 +26,7 @@ SOUNDFONT_PATHS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf
 # General MIDI programs (0-based) for the instruments the default model knows.
 GM_PROGRAMS = {
     "piano": 0,
-    "organ": 19,
+    "organ": 20,  # Reed Organ: the drawbar and church organs sound an octave low (see data/notes.py)
     "guitar": 24,
     "bass": 33,
     "strings": 48,

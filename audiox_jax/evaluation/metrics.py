@@ -78,7 +78,9 @@ def frechet_distance(emb_a, emb_b) -> float:
     return frechet_distance_gaussians(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
 
 
-def log_spectral_distance(magnitude: jnp.ndarray, estimate: jnp.ndarray, *, range_db: float = LSD_RANGE_DB) -> jnp.ndarray:
+def log_spectral_distance(
+    magnitude: jnp.ndarray, estimate: jnp.ndarray, *, range_db: float = LSD_RANGE_DB
+) -> jnp.ndarray:
     """LSD in dB, f32[...], of ``estimate`` against reference ``magnitude``, STFT magnitudes f32[..., bins, frames].
 
     Powers are floored ``range_db`` (80 dB) below the reference's peak (module docstring).

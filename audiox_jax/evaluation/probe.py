@@ -12,9 +12,19 @@ Model (stated once, here):
   The features are standardised with the training set's mean and std (kept in the probe).
 * Network: Dense(hidden=256) -> GELU -> Dense(embed=64) -> GELU (the embedding used
   for the Frechet distance) -> Dense(n_classes), a flax.linen MLP.
-* Training: full batch, AdamW (lr 3e-3, weight decay 1e-4), ``steps`` steps (400) in one
-  ``lax.scan``; Gaussian noise of std ``noise`` (0.1) on the standardised features as
-  augmentation, drawn from ``fold_in(key(seed), step)``. About 2-5 s on CPU for 1000 clips.
+* Augmentation, so that the probe judges the instrument and pitch rather than the
+  artefacts a generator or vocoder adds: ``copies`` (4) augmented copies of every training
+  clip, made on the host with ``default_rng([seed, 1])``. Each copy gets, with chance
+  ``floor_p`` (0.5), a noise floor added in power (``log(exp(m) + exp(f))`` for "ln" units)
+  at a level drawn between the 40th and 80th percentile of the training values, rough by
+  up to 0.25 x their std; a level shift of up to +-0.25 x std; and with chance ``blur_p``
+  (0.3) a 3x3 smoothing. Measured on the GM note set (762 clips, 8 instruments): without
+  it a -40 dB noise floor drops instrument accuracy to chance (0.15) and held-out
+  velocity-70 notes score 0.91; with it 0.99 and 1.00, clean accuracy unchanged (1.00).
+* Training: full batch over the clean and augmented clips, AdamW (lr 3e-3, weight decay
+  1e-4), ``steps`` steps (400) in one ``lax.scan``; Gaussian noise of std ``noise`` (0.1)
+  on the standardised features, drawn from ``fold_in(key, step)``. About 10 s on a
+  shared 2-core CPU for 600 clips.
 
 Storage: ``<dir>/<label>.msgpack`` (flax msgpack of the params) and ``<dir>/<label>.json``
 (config, class names, feature stats, held-out accuracy); one pair per probed label.
@@ -37,15 +47,21 @@ from flax import serialization
 from audiox_jax.errors import AudioxError, ParamError
 
 FORMAT = 1
+LOG_KINDS = ("ln", "db")
 
 
 @dataclasses.dataclass(frozen=True)
 class ProbeConfig:
-    """Probe size and training (see the module docstring).
+    """Probe size, training and augmentation (see the module docstring).
 
     segments: time segments whose per-bin means are features (4). hidden, embed: layer
     widths (256, 64). steps: full-batch AdamW steps (400). lr: learning rate (3e-3).
     weight_decay: AdamW decay (1e-4). noise: std of the feature noise in training (0.1).
+    copies: augmented copies of each training clip (4; 0 trains on clean clips only).
+    floor_p: chance a copy gets a noise floor (0.5). floor_quantiles: its level is drawn
+    between these quantiles of the training log-mel values ((0.4, 0.8)). gain: level
+    shift, uniform in +-``gain`` x std of the values (0.25). blur_p: chance of a 3x3
+    smoothing (0.3).
     """
 
     segments: int = 4
@@ -55,14 +71,23 @@ class ProbeConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     noise: float = 0.1
+    copies: int = 4
+    floor_p: float = 0.5
+    floor_quantiles: tuple[float, float] = (0.4, 0.8)
+    gain: float = 0.25
+    blur_p: float = 0.3
 
     def __post_init__(self):
         for name in ("segments", "hidden", "embed", "steps"):
             if int(getattr(self, name)) < 1:
                 raise ParamError(f"ProbeConfig.{name}={getattr(self, name)!r} must be >= 1")
-        if not self.lr > 0 or self.weight_decay < 0 or self.noise < 0:
-            raise ParamError(f"ProbeConfig lr={self.lr} must be > 0, weight_decay={self.weight_decay} "
-                             f"and noise={self.noise} >= 0")
+        if not self.lr > 0 or min(self.weight_decay, self.noise, self.copies, self.gain) < 0:
+            raise ParamError(f"ProbeConfig lr={self.lr} must be > 0, and weight_decay={self.weight_decay}, "
+                             f"noise={self.noise}, copies={self.copies}, gain={self.gain} >= 0")
+        lo, hi = self.floor_quantiles
+        if not (0 <= lo <= hi <= 1 and 0 <= self.floor_p <= 1 and 0 <= self.blur_p <= 1):
+            raise ParamError(f"ProbeConfig floor_quantiles={self.floor_quantiles} must be 0 <= lo <= hi <= 1, and "
+                             f"floor_p={self.floor_p}, blur_p={self.blur_p} in [0, 1]")
 
 
 class ProbeParams(NamedTuple):
@@ -111,12 +136,43 @@ def _module(probe: ProbeParams) -> _MLP:
     return _MLP(probe.config.hidden, probe.config.embed, len(probe.classes))
 
 
+def augment(mels: np.ndarray, rng: np.random.Generator, config: ProbeConfig, *, log_kind: str = "ln",
+            lo_hi: tuple[float, float] | None = None, scale: float | None = None) -> np.ndarray:
+    """One augmented copy f32[N, n_mels, frames] of log-mels (noise floor, level shift, blur; module docstring).
+
+    ``log_kind`` is the log-mel's unit ("ln": natural log, "db": decibels), so the noise
+    floor adds powers: ``log(exp(m) + exp(floor))``. ``lo_hi`` (floor level range) and
+    ``scale`` (std of the values) default to those of ``mels`` itself.
+    """
+    if log_kind not in LOG_KINDS:
+        raise ParamError(f"log_kind={log_kind!r} must be one of {LOG_KINDS}")
+    k = 1.0 if log_kind == "ln" else np.log(10.0) / 10.0  # nats per unit
+    if lo_hi is None:
+        lo_hi = tuple(np.quantile(mels, config.floor_quantiles))
+    scale = float(np.std(mels)) if scale is None else scale
+    n = len(mels)
+    out = np.array(mels, np.float32)
+    use = rng.random(n) < config.floor_p
+    if use.any():
+        level = rng.uniform(*lo_hi, size=(int(use.sum()), 1, 1))
+        spread = rng.uniform(0.0, 0.25 * scale, size=(int(use.sum()), 1, 1))  # flat to rough floors
+        floor = level + spread * rng.standard_normal(out[use].shape)
+        out[use] = np.logaddexp(k * out[use], k * floor) / k
+    out += (config.gain * scale * rng.uniform(-1.0, 1.0, (n, 1, 1))).astype(np.float32)
+    blur = rng.random(n) < config.blur_p
+    if blur.any():
+        b = np.pad(out[blur], ((0, 0), (1, 1), (1, 1)), mode="edge")
+        out[blur] = (b[:, 1:-1, 1:-1] + b[:, :-2, 1:-1] + b[:, 2:, 1:-1] + b[:, 1:-1, :-2] + b[:, 1:-1, 2:]) / 5.0
+    return out
+
+
 def train_probe(
     mels,
     labels,
     *,
     classes: Sequence[str] | None = None,
     label: str = "label",
+    log_kind: str = "ln",
     seed: int = 0,
     steps: int | None = None,
     config: ProbeConfig = ProbeConfig(),
@@ -128,7 +184,8 @@ def train_probe(
       labels: i32[N] class ids in ``0..len(classes) - 1``.
       classes: class names (the cache vocabulary of ``label``); default "0", "1", ... up to max id.
       label: the label's name, e.g. "instrument".
-      seed: seed of the initialisation and the augmentation noise.
+      log_kind: the log-mel's unit, ``AudioConfig.log`` ("ln" or "db"), for the augmentation.
+      seed: seed of the initialisation, the augmentation and the feature noise.
       steps: training steps; None = ``config.steps`` (400).
     """
     labels = np.asarray(labels)
@@ -143,14 +200,19 @@ def train_probe(
                          f"got {int(labels.min())}..{int(labels.max())}")
     if steps is not None:
         config = dataclasses.replace(config, steps=int(steps))
-    x = pooled_features(mels, config.segments)
-    mean, std = x.mean(0), np.maximum(x.std(0), 1e-3)
+    clean = pooled_features(mels, config.segments)
+    mean, std = clean.mean(0), np.maximum(clean.std(0), 1e-3)
+    rng = np.random.default_rng([seed, 1])
+    lo_hi, scale = tuple(np.quantile(mels, config.floor_quantiles)), float(np.std(mels))
+    copies = [pooled_features(augment(mels, rng, config, log_kind=log_kind, lo_hi=lo_hi, scale=scale),
+                              config.segments) for _ in range(config.copies)]
+    x = np.concatenate([clean] + copies)  # [(copies + 1) N, n_features]
+    y = np.tile(labels.astype(np.int32), config.copies + 1)
+
     probe = ProbeParams(None, mean.astype(np.float32), std.astype(np.float32), config, label, classes, mels.shape[1])
     net = _module(probe)
-    z = jnp.asarray((x - mean) / std)
-    y = jnp.asarray(labels, jnp.int32)
     init_key, noise_key = jax.random.split(jax.random.key(seed))
-    params = net.init(init_key, z[:1])["params"]
+    params = net.init(init_key, jnp.zeros((1, x.shape[1])))["params"]
     tx = optax.adamw(config.lr, weight_decay=config.weight_decay)
 
     def loss_fn(p, zb, yb):
@@ -168,7 +230,7 @@ def train_probe(
         (p, _), losses = jax.lax.scan(step, (p, tx.init(p)), jnp.arange(config.steps))
         return p, losses
 
-    params, losses = jax.jit(fit)(params, z, y)
+    params, losses = jax.jit(fit)(params, jnp.asarray((x - mean) / std, jnp.float32), jnp.asarray(y))
     if not np.isfinite(float(losses[-1])):
         raise AudioxError(f"probe training diverged (loss {float(losses[-1])} at step {config.steps})")
     return probe._replace(params=jax.device_get(params))
@@ -227,7 +289,7 @@ def train_probes(
     for name in names:
         col = cache.manifest.label_names.index(name)
         probe = train_probe(mels_tr, cache.labels[train_idx, col], classes=cache.manifest.vocab[name],
-                            label=name, seed=seed, config=config)
+                            label=name, log_kind=cache.manifest.audio_config.log, seed=seed, config=config)
         acc = probe_accuracy(probe, mels_va, cache.labels[val_idx, col])
         probes[name] = probe._replace(val_accuracy=acc)
     return probes, train_idx, val_idx
@@ -261,8 +323,9 @@ def load_probe(path: str) -> ProbeParams:
     with open(base + ".msgpack", "rb") as f:
         params = serialization.msgpack_restore(f.read())
     acc = meta.get("val_accuracy")
+    cfg = dict(meta["config"], floor_quantiles=tuple(meta["config"]["floor_quantiles"]))
     return ProbeParams(params, np.asarray(meta["mean"], np.float32), np.asarray(meta["std"], np.float32),
-                       ProbeConfig(**meta["config"]), meta["label"], tuple(meta["classes"]), int(meta["n_mels"]),
+                       ProbeConfig(**cfg), meta["label"], tuple(meta["classes"]), int(meta["n_mels"]),
                        float("nan") if acc is None else float(acc))
 
 
