@@ -168,6 +168,29 @@ def cmd_generate(args) -> None:
           f"{'; includes compilation on a cold cache' if res.wall_s > 1.0 else ''})")
 
 
+def cmd_eval(args) -> None:
+    """Generate a note per label combination and report pitch/probe accuracy and Frechet distances."""
+    import json
+
+    from audiox_jax.evaluation.model_eval import evaluate_model
+    from audiox_jax.evaluation.report import format_report
+
+    report = evaluate_model(args.checkpoint or args.model, args.data, probes_dir=args.probes,
+                            samples_per_combo=args.samples_per_combo, batch_size=args.batch, seed=args.seed,
+                            sampler=args.sampler, steps=args.steps, cfg=args.cfg, progress=not args.no_progress)
+    print(format_report(report))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=1)
+        print(f"wrote {args.out}")
+
+
+def cmd_render_notes(args) -> None:
+    from audiox_jax.data import notes
+
+    notes.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="audiox-jax", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -223,6 +246,27 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--strength", type=float, help="with --init-audio: variation strength 0..1")
     g.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
     g.set_defaults(func=cmd_generate)
+
+    e = sub.add_parser("eval", help="measure a model: pitch accuracy, probe accuracy, Frechet distance, vocoder")
+    e.add_argument("--model", default="default", help="built-in model name: default or fast")
+    e.add_argument("--checkpoint", help="a model folder or training workdir (overrides --model)")
+    e.add_argument("--data", required=True, help="a prepared cache or a rendered note folder (render-notes)")
+    e.add_argument("--probes", help="folder of probe classifiers (default: probes/ beside the cache; trained if absent)")
+    e.add_argument("--samples-per-combo", type=int, default=1, help="notes generated per label combination")
+    e.add_argument("--batch", type=int, default=32, help="notes per generate call")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--sampler")
+    e.add_argument("--steps", type=int)
+    e.add_argument("--cfg", type=float)
+    e.add_argument("--out", help="write the report as JSON here")
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=cmd_eval)
+
+    rn = sub.add_parser("render-notes", help="render the General MIDI note data set with fluidsynth")
+    from audiox_jax.data import notes
+
+    notes.add_arguments(rn)
+    rn.set_defaults(func=cmd_render_notes)
 
     t = sub.add_parser("train", help="train a DiT (resumes when the workdir holds a checkpoint)")
     t.add_argument("--config", required=True, help="YAML config, e.g. configs/tiny.yaml")
