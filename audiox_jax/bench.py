@@ -297,24 +297,29 @@ def bench_generate(*, quick: bool = False, repeats: int = 3) -> list[dict]:
     from audiox_jax.audio.mel import MelStats
     from audiox_jax.models.dit import flops_per_forward
 
-    config = bench_model_config("tiny" if quick else "small")
-    stats = MelStats(kind="range")
-    params = random_params(config)
+    if quick:
+        config, stats = bench_model_config("tiny"), MelStats(kind="range")
+        params, model_name = random_params(config), "tiny random"
+    else:  # the shipped default model, real weights
+        from audiox_jax.generator import load_pipeline
+
+        gm = load_pipeline("default").model
+        config, stats, params, model_name = gm.config, gm.stats, gm.params, "default model"
     n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
     grid = [("euler", 8, 2.0, 1)] if quick else [
         ("euler", 8, 10.0, 1), ("euler", 8, 2.0, 1), ("heun", 8, 10.0, 1), ("dpmpp_2m", 8, 10.0, 1),
-        ("euler", 16, 10.0, 1), ("euler", 4, 10.0, 1), ("euler", 8, 2.0, 8),
+        ("euler", 16, 10.0, 1), ("euler", 4, 10.0, 1), ("euler", 8, 2.0, 8), ("euler", 8, 1.0, 64),
     ]
     rows = []
     for sampler, steps, seconds, batch in grid:
-        labels = jnp.zeros((batch, 2), jnp.int32)
+        labels = jnp.zeros((batch, len(config.model.labels)), jnp.int32)
         fn = lambda p, k, c: pipeline.generate(p, k, c, config=config, stats=stats, seconds=seconds,
                                                sampler=sampler, steps=steps, cfg=jnp.float32(3.0)).audio
         t, _ = time_jax(fn, params, jax.random.key(0), {"labels": labels}, repeats=repeats)
         _, _, model_frames = pipeline.shapes(config, seconds)
         n = pipeline.nfe(config, sampler, steps)
         flops = n * flops_per_forward(config.model, model_frames, batch=2 * batch)  # cond + uncond rows
-        rows.append(row(f"generate {sampler} {steps}st {seconds:g}s b{batch} (cfg)", t, audio_s=seconds * batch,
+        rows.append(row(f"generate {sampler} {steps}st {seconds:g}s b{batch} (cfg, {model_name})", t, audio_s=seconds * batch,
                         nfe=n, params_m=n_params / 1e6, model_gflops=flops / 1e9,
                         model_gflop_per_s=flops / 1e9 / t["median_s"]))
     # vocoder alone, to show where the time goes
@@ -327,12 +332,24 @@ def bench_generate(*, quick: bool = False, repeats: int = 3) -> list[dict]:
     rows.append(row(f"vocoder only (nnls {config.audio.nnls_iters} + gla {config.audio.gla_iters}) {seconds:g}s", t, audio_s=seconds))
     # one program vs the seed's Python loop, same sampler (euler), steps and guidance
     steps = 8
-    labels = jnp.zeros((1, 2), jnp.int32)
+    labels = jnp.zeros((1, len(config.model.labels)), jnp.int32)
     loop = python_loop_generate(params, config, stats, labels, seconds=seconds, steps=steps, cfg=3.0)
-    t_loop = time_calls(lambda: loop(jax.random.key(0)), repeats=repeats, warmup=1)
     fn = lambda p, k, c: pipeline.generate(p, k, c, config=config, stats=stats, seconds=seconds, sampler="euler",
                                            steps=steps, cfg=jnp.float32(3.0)).audio
-    t_scan, _ = time_jax(fn, params, jax.random.key(0), {"labels": labels}, repeats=repeats)
+    t_scan, _ = time_jax(fn, params, jax.random.key(0), {"labels": labels}, repeats=1)
+    scan = jax.jit(fn)
+    # interleaved, so both see the same machine state (one-off stalls would otherwise pick a winner)
+    pair = {"loop": lambda: loop(jax.random.key(0)), "scan": lambda: scan(params, jax.random.key(0), {"labels": labels})}
+    times = {k: [] for k in pair}
+    for name, f in pair.items():
+        jax.block_until_ready(f())
+    for _ in range(max(5, repeats)):
+        for name, f in pair.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(f())
+            times[name].append(time.perf_counter() - t0)
+    stat = lambda ts: {"median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts), "repeats": len(ts)}
+    t_loop, t_scan = stat(times["loop"]), {**stat(times["scan"]), "compile_s": t_scan["compile_s"]}
     rows.append(row(f"python-loop generate euler {steps}st {seconds:g}s b1", t_loop, audio_s=seconds))
     rows.append(row(f"scan generate euler {steps}st {seconds:g}s b1", t_scan, audio_s=seconds,
                     speedup_vs_python_loop=t_loop["median_s"] / t_scan["median_s"]))

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 
 from audiox_jax.errors import ParamError
-from audiox_jax.audio.stft import check_params, frame, hann_window, n_frames, overlap_add, stft, window_sumsquare
+from audiox_jax.audio.stft import check_params, frame, hann_window, n_frames, overlap_add, per_item, stft, window_sumsquare
 
 METHODS = ("fast", "accelerated")
 
@@ -132,32 +132,33 @@ def griffin_lim(
         phase0 = jnp.exp(2j * np.pi * jax.random.uniform(key, S.shape))
     else:
         phase0 = jnp.ones(S.shape, jnp.complex64)
-    phase0 = phase0.astype(jnp.complex64)
+    phase0 = jnp.broadcast_to(phase0.astype(jnp.complex64), S.shape)
 
-    if method == "fast":
-        coef = momentum / (1.0 + momentum)
+    def one(S, phase0):  # f32[frames, bins], complex64[frames, bins] -> f32[length]
+        if method == "fast":
+            coef = momentum / (1.0 + momentum)
 
-        def step(carry, _):
-            phase, prev = carry
-            rebuilt = forward(inverse(S * phase))
-            return (unit(rebuilt - coef * prev), rebuilt), None
+            def step(carry, _):
+                phase, prev = carry
+                rebuilt = forward(inverse(S * phase))
+                return (unit(rebuilt - coef * prev), rebuilt), None
 
-        (phase, _), _ = jax.lax.scan(step, (phase0, jnp.zeros_like(phase0)), None, length=n_iter)
-        X = S * phase
-    else:
+            (phase, _), _ = jax.lax.scan(step, (phase0, jnp.zeros_like(phase0)), None, length=n_iter)
+            X = S * phase
+        else:
 
-        def step(carry, _):
-            c, t_prev, d_prev = carry
-            t = (1.0 - gamma) * d_prev + gamma * forward(inverse(S * unit(c)))
-            return (t + alpha * (t - t_prev), t, t + beta * (t - t_prev)), None
+            def step(carry, _):
+                c, t_prev, d_prev = carry
+                t = (1.0 - gamma) * d_prev + gamma * forward(inverse(S * unit(c)))
+                return (t + alpha * (t - t_prev), t, t + beta * (t - t_prev)), None
 
-        X0 = forward(inverse(S * phase0))
-        (_, X, _), _ = jax.lax.scan(step, (X0, X0, X0), None, length=n_iter)
-        X = S * unit(X)
+            X0 = forward(inverse(S * phase0))
+            (_, X, _), _ = jax.lax.scan(step, (X0, X0, X0), None, length=n_iter)
+            X = S * unit(X)
+        # Final ISTFT: same overlap-add, cut to the kept samples.
+        return inverse(X)[n_fft // 2 : n_fft // 2 + length]
 
-    # Final ISTFT: same overlap-add, cut to the kept samples.
-    y = inverse(X)
-    return y[..., n_fft // 2 : n_fft // 2 + length]
+    return per_item(one, (S, phase0), (2, 2))
 
 
 def spectral_convergence(magnitude: jnp.ndarray, y: jnp.ndarray, *, n_fft: int, hop_length: int) -> jnp.ndarray:

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from audiox_jax.errors import ParamError
-from audiox_jax.audio.stft import stft
+from audiox_jax.audio.stft import per_item, stft
 
 NORMS = ("slaney", None)
 LOG_KINDS = ("ln", "db")
@@ -126,10 +126,15 @@ def melspectrogram(
     pad_mode: str = "constant",
 ) -> jnp.ndarray:
     """Mel spectrogram ``M @ |STFT(y)|**power``: f32[..., samples] -> f32[..., n_mels, frames]."""
-    spec = stft(y, n_fft, hop_length, win_length=win_length, center=center, pad_mode=pad_mode)
-    mag = jnp.abs(spec)
-    mag = mag * mag if power == 2.0 else mag**power
-    return jnp.einsum("mk,...kt->...mt", jnp.asarray(mel_basis), mag, precision="highest")
+    basis = jnp.asarray(mel_basis)
+
+    def one(y):  # f32[samples] -> f32[n_mels, frames]
+        spec = stft(y, n_fft, hop_length, win_length=win_length, center=center, pad_mode=pad_mode)
+        mag = jnp.abs(spec)
+        mag = mag * mag if power == 2.0 else mag**power
+        return jnp.einsum("mk,kt->mt", basis, mag, precision="highest")
+
+    return per_item(one, (jnp.asarray(y, jnp.float32),), (1,))
 
 
 def power_to_db(S: jnp.ndarray, *, ref: float = 1.0, amin: float = 1e-10, top_db: float | None = 80.0) -> jnp.ndarray:
@@ -280,15 +285,18 @@ def mel_to_linear(
     mel = jnp.asarray(mel, jnp.float32)
     mm = lambda a, b: jnp.einsum("km,...mt->...kt", a, b, precision="highest")
 
-    p0 = jnp.maximum(mm(pinv, mel), 0.0)  # [..., bins, frames]
+    def one(mel):  # f32[n_mels, frames] -> f32[bins, frames]
+        p0 = jnp.maximum(mm(pinv, mel), 0.0)
 
-    def body(i, carry):
-        p, y, t = carry
-        grad = mm(Mj.T, mm(Mj, y) - mel)
-        p_next = jnp.maximum(y - step * grad, 0.0)
-        t_next = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * t * t))
-        y_next = p_next + ((t - 1.0) / t_next) * (p_next - p)
-        return p_next, y_next, t_next
+        def body(i, carry):
+            p, y, t = carry
+            grad = mm(Mj.T, mm(Mj, y) - mel)
+            p_next = jnp.maximum(y - step * grad, 0.0)
+            t_next = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * t * t))
+            y_next = p_next + ((t - 1.0) / t_next) * (p_next - p)
+            return p_next, y_next, t_next
 
-    p, _, _ = jax.lax.fori_loop(0, n_iter, body, (p0, p0, jnp.float32(1.0)))
-    return p if power == 1.0 else jnp.power(p, 1.0 / power)
+        p, _, _ = jax.lax.fori_loop(0, n_iter, body, (p0, p0, jnp.float32(1.0)))
+        return p if power == 1.0 else jnp.power(p, 1.0 / power)
+
+    return per_item(one, (mel,), (2,))

@@ -23,6 +23,7 @@ only otherwise.
 from __future__ import annotations
 
 import numpy as np
+import jax
 import jax.numpy as jnp
 
 from audiox_jax.errors import ParamError
@@ -56,6 +57,23 @@ def check_params(n_fft: int, hop_length: int, win_length: int | None) -> int:
     if not 1 <= win_length <= n_fft:
         raise ParamError(f"win_length={win_length!r} must be in [1, n_fft={n_fft}]; try win_length=None")
     return int(win_length)
+
+
+def per_item(fn, args, item_ndims):
+    """Apply ``fn`` to each item of the leading (batch) axes of ``args``.
+
+    ``args`` is a tuple of arrays sharing their leading axes; ``item_ndims`` gives, per
+    array, how many trailing axes one item has. On CPU the items run one after another
+    (``lax.map``): one 10 s clip's frames (3.5 MB) stay in cache, while a batch of 16
+    processed at once is memory-bound and 2-3x slower per clip. Elsewhere (GPU/TPU) the
+    batch is vectorised (``vmap``). The result is the same either way.
+    """
+    lead = args[0].shape[: args[0].ndim - item_ndims[0]]
+    if not lead:
+        return fn(*args)
+    flat = tuple(a.reshape((-1,) + a.shape[a.ndim - k :]) for a, k in zip(args, item_ndims))
+    mapped = jax.lax.map(lambda xs: fn(*xs), flat) if jax.default_backend() == "cpu" else jax.vmap(fn)(*flat)
+    return jax.tree.map(lambda o: o.reshape(lead + o.shape[1:]), mapped)
 
 
 def frame(x: jnp.ndarray, n_fft: int, hop_length: int) -> jnp.ndarray:
