@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--instrument", help="instrument label, e.g. piano (see the model card for the list)")
     g.add_argument("--pitch", help="pitch label as a note name (C4, F#3) or MIDI number")
     g.add_argument("--label", action="append", metavar="KEY=VALUE", help="any label by name (repeatable)")
-    g.add_argument("--seconds", type=float, default=2.0, help="length of each clip (default 2)")
+    g.add_argument("--seconds", type=float, help="length of each clip (default: the model's training clip length)")
     g.add_argument("--out", "-o", default="out.wav", help="output wav; with --batch N, out_0.wav ... (default out.wav)")
     g.add_argument("--model", default="default", help="built-in model name: default or fast")
     g.add_argument("--checkpoint", help="a model folder or training workdir (overrides --model)")

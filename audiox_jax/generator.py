@@ -141,7 +141,7 @@ class Pipeline:
         self,
         labels: Mapping[str, object] | Sequence[Mapping[str, object]] | None = None,
         *,
-        seconds: float = 2.0,
+        seconds: float | None = None,
         batch: int = 1,
         seed: int = 0,
         sampler: str | None = None,
@@ -156,12 +156,14 @@ class Pipeline:
         """Generate ``batch`` clips (or one per entry of a list of label dicts).
 
         labels: {"instrument": "piano", "pitch": "C4"} (names from the model's vocabulary), or a
-          list of such dicts (one clip each). seconds: clip length. seed: sample b uses
+          list of such dicts (one clip each). seconds: clip length (None: the length the model
+          was trained on, ``config.data.clip_seconds``). seed: sample b uses
           fold_in(key(seed), b). sampler/steps/cfg: None = the model config's sampling defaults
           (cfg=1 disables guidance). init_audio: array or file for audio-to-audio, with
           ``continue_audio=True`` (continue it), ``mask`` (f32[model_frames], 1 = keep) or
           ``strength`` (variation, 0..1).
         """
+        seconds = self.config.data.clip_seconds if seconds is None else float(seconds)
         label_list = list(labels) if isinstance(labels, (list, tuple)) else [labels] * batch
         if not label_list:
             raise ParamError("labels= is an empty list; pass at least one label dict")
