@@ -85,7 +85,22 @@ def time_jax(fn: Callable, *args, repeats: int, warmup: int = 1) -> tuple[dict, 
     out = jax.block_until_ready(compiled(*args))
     timing = time_calls(lambda: compiled(*args), repeats=repeats, warmup=warmup)
     timing["compile_s"] = compile_s
+    timing.update(_xla_cost(compiled, timing["median_s"]))
     return timing, out
+
+
+def _xla_cost(compiled, seconds: float) -> dict:
+    """XLA's own count of bytes accessed -> achieved GB/s, for programs without loops (XLA's
+    cost analysis counts a while-loop body once, so looped programs are left out)."""
+    try:
+        if "while" in compiled.as_text():
+            return {}
+        cost = compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        nbytes = float(cost.get("bytes accessed", 0.0))
+    except Exception:  # noqa: BLE001 - cost analysis is optional and backend-dependent
+        return {}
+    return {"gb_per_s": nbytes / seconds / 1e9} if nbytes > 0 else {}
 
 
 def row(name: str, timing: dict, *, audio_s: float | None = None, **extra) -> dict:
@@ -437,7 +452,7 @@ def bench_train(*, quick: bool = False, repeats: int = 5) -> list[dict]:
 # ---------------------------------------------------------------------- output
 
 
-COLUMNS = ("median_s", "min_s", "max_s", "compile_s", "rtf", "x_realtime", "speedup_vs_librosa")
+COLUMNS = ("median_s", "min_s", "max_s", "compile_s", "rtf", "x_realtime", "speedup_vs_librosa", "gb_per_s")
 
 
 def format_table(rows: list[dict]) -> str:
