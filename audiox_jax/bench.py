@@ -368,6 +368,18 @@ def bench_generate(*, quick: bool = False, repeats: int = 3) -> list[dict]:
     rows.append(row(f"python-loop generate euler {steps}st {seconds:g}s b1", t_loop, audio_s=seconds))
     rows.append(row(f"scan generate euler {steps}st {seconds:g}s b1", t_scan, audio_s=seconds,
                     speedup_vs_python_loop=t_loop["median_s"] / t_scan["median_s"]))
+    if not quick:  # the same DiT and sampler in torch, the seed's Python loop, torch vocoder
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            rows.append({"name": "torch generate", "skipped": "torch is not installed (pip install 'audiox-jax[torch]')"})
+        else:
+            from audiox_jax import torch_ref  # timed in a fresh subprocess: XLA's thread pool slows torch in-process
+
+            for r in torch_ref.subprocess_rows(seconds=seconds, steps=steps, repeats=max(5, repeats)):
+                if r["name"].startswith("torch generate"):
+                    r["scan_speedup_vs_this"] = r["median_s"] / t_scan["median_s"]
+                rows.append(r)
     return rows
 
 

@@ -216,13 +216,24 @@ def clip_log_mel(log_mel: torch.Tensor, audio_cfg) -> torch.Tensor:
     return log_mel.clamp(float(to_log(audio_cfg.floor)), float(to_log(1e6)))
 
 
+_NNLS_CACHE: dict = {}
+
+
+def _nnls_constants(mel_basis: np.ndarray):
+    """(M f32, pinv(M) f32, 1 / ||M||_2^2), computed once per filterbank (JAX does it at trace time)."""
+    M64 = np.asarray(mel_basis, np.float64)
+    key = (M64.shape, hash(M64.tobytes()))
+    if key not in _NNLS_CACHE:
+        _NNLS_CACHE[key] = (torch.tensor(M64.astype(np.float32)), torch.tensor(np.linalg.pinv(M64).astype(np.float32)),
+                            float(1.0 / np.linalg.norm(M64, 2) ** 2))
+    return _NNLS_CACHE[key]
+
+
 def mel_to_linear(mel: torch.Tensor, mel_basis: np.ndarray, *, n_iter: int = 32, power: float = 2.0) -> torch.Tensor:
     """FISTA NNLS, as ``audio.mel.mel_to_linear``: mel f32[B, n_mels, frames] -> |S| f32[B, bins, frames]."""
-    M64 = np.asarray(mel_basis, np.float64)
-    step = float(1.0 / np.linalg.norm(M64, 2) ** 2)
-    M = torch.as_tensor(M64.astype(np.float32), device=mel.device)
+    M, pinv, step = _nnls_constants(mel_basis)
+    M, pinv = M.to(mel.device), pinv.to(mel.device)
     Mt = M.T.contiguous()
-    pinv = torch.as_tensor(np.linalg.pinv(M64).astype(np.float32), device=mel.device)
     mel = mel.float()
     p = torch.clamp(pinv @ mel, min=0.0)
     y, t = p, 1.0
@@ -253,6 +264,36 @@ def griffin_lim(S: torch.Tensor, phase: torch.Tensor, *, n_fft: int, hop_length:
         angles = angles * torch.rsqrt(angles.real.square() + angles.imag.square() + tiny)
         prev = rebuilt
     return torch.istft(S * angles, length=length, **kw)
+
+
+def euler_loop(module: TorchDiT, x: torch.Tensor, labels: torch.Tensor, sigmas, cfg: float | None) -> torch.Tensor:
+    """Euler steps in VE sigma from x (at sigmas[0]) to sigmas[-1] with the rf denoiser
+    ``x0 = x_t + (1 - t) v(x_t, t)``, t = 1 / (1 + sigma), x_t = t z, and CFG in x0 space
+    (``x0_c + (w - 1)(x0_c - x0_u)``, one batched cond + uncond forward) unless cfg is None."""
+    B, device = x.shape[0], x.device
+    both = torch.cat([labels, torch.full_like(labels, -1)]) if cfg is not None else labels
+    for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
+        t = 1.0 / (1.0 + sigma)
+        x_t = x * t
+        if cfg is None:
+            x0 = x_t + (1.0 - t) * module(x_t, torch.full((B,), t, device=device), both)
+        else:
+            x2 = torch.cat([x_t, x_t])
+            x0_2 = x2 + (1.0 - t) * module(x2, torch.full((2 * B,), t, device=device), both)
+            x0_c, x0_u = x0_2[:B], x0_2[B:]
+            x0 = x0_c + (cfg - 1.0) * (x0_c - x0_u)
+        x = x0 + (sigma_next / sigma) * (x - x0)
+    return x
+
+
+def vocode(log_mel: torch.Tensor, phase: torch.Tensor, config, *, length: int, gla_iters: int | None = None,
+           nnls_iters: int | None = None) -> torch.Tensor:
+    """Clipped log-mel f32[B, n_mels, frames] -> audio f32[B, length]: exp, FISTA NNLS, fast GLA."""
+    ac, sc = config.audio, config.sampling
+    mel = torch.exp(log_mel) if ac.log == "ln" else torch.pow(10.0, log_mel / 10.0)
+    S = mel_to_linear(mel, ac.mel_basis, n_iter=sc.nnls_iters if nnls_iters is None else nnls_iters, power=ac.power)
+    return griffin_lim(S, phase, n_fft=ac.n_fft, hop_length=ac.hop_length, win_length=ac.win_length,
+                       n_iter=sc.gla_iters if gla_iters is None else gla_iters, momentum=ac.gla_momentum, length=length)
 
 
 def _shapes(config, seconds: float) -> tuple[int, int, int]:
@@ -306,26 +347,9 @@ def torch_generate(module: TorchDiT, config, stats, labels, *, seconds: float, s
     else:
         phase = torch.tensor(np.asarray(init_phase, np.float32), device=device)
 
-    both = torch.cat([labels, torch.full_like(labels, -1)]) if cfg is not None else labels
-    for i in range(steps):
-        sigma, sigma_next = sig[i], sig[i + 1]
-        t = 1.0 / (1.0 + sigma)  # rf: x_t = t z, x0 = x_t + (1 - t) v
-        x_t = x * t
-        if cfg is None:
-            x0 = x_t + (1.0 - t) * module(x_t, torch.full((B,), t, device=device), both)
-        else:
-            x2 = torch.cat([x_t, x_t])
-            x0_2 = x2 + (1.0 - t) * module(x2, torch.full((2 * B,), t, device=device), both)
-            x0_c, x0_u = x0_2[:B], x0_2[B:]
-            x0 = x0_c + (cfg - 1.0) * (x0_c - x0_u)
-        x = x0 + (sigma_next / sigma) * (x - x0)
-
+    x = euler_loop(module, x, labels, sig, cfg)
     log_mel = clip_log_mel(denormalize(x[..., :frames], stats), ac)
-    mel = torch.exp(log_mel) if ac.log == "ln" else torch.pow(10.0, log_mel / 10.0)
-    S = mel_to_linear(mel, ac.mel_basis, n_iter=sc.nnls_iters if nnls_iters is None else nnls_iters, power=ac.power)
-    audio = griffin_lim(S, phase, n_fft=ac.n_fft, hop_length=ac.hop_length, win_length=ac.win_length,
-                        n_iter=sc.gla_iters if gla_iters is None else gla_iters, momentum=ac.gla_momentum,
-                        length=samples)
+    audio = vocode(log_mel, phase, config, length=samples, gla_iters=gla_iters, nnls_iters=nnls_iters)
     audio = audio.float().cpu().numpy()
     return (audio, log_mel.float().cpu().numpy()) if return_log_mel else audio
 
@@ -358,42 +382,41 @@ def _row(name: str, timing: dict, *, audio_s: float, **extra) -> dict:
 
 
 def bench_torch_generate(seconds: float = 10.0, steps: int = 8, repeats: int = 3, *, cfg: float = 3.0,
-                         batch: int = 1, warmup: int = 1) -> list[dict]:
+                         batch: int = 1, warmup: int = 1, threads: int | None = None) -> list[dict]:
     """Time torch_generate with the shipped default model (CUDA if available, else CPU).
 
     torch_generate is called under ``torch.inference_mode()``; ``warmup`` untimed calls, then
     the median, min and max of ``repeats`` timed calls (CUDA synchronised).
 
-    Rows: the full generate (Euler loop + vocoder), the Euler loop alone and the vocoder alone,
-    in ``bench.row``'s format. Run it in a fresh process (see :func:`subprocess_rows`).
+    Rows, in ``bench.row``'s format: the full torch_generate (noise, Euler loop, vocoder, copy
+    to numpy), the Euler loop alone, and the vocoder alone on that loop's log-mel. Run it in a fresh process (see :func:`subprocess_rows`).
     """
+    if threads:
+        torch.set_num_threads(int(threads))  # CPU intra-op threads; None keeps torch's default
     config, stats, params = load_default_numpy()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     module = load_flax_params(TorchDiT(config.model), params).to(device).eval()
     labels = np.zeros((batch, len(config.model.labels)), np.int64)
     kw = dict(seconds=seconds, steps=steps, cfg=cfg, seed=0, device=device)
-    tag = f"torch {torch.__version__} {device}"
+    tag = f"torch {torch.__version__} {device}" + ("" if device == "cuda" else f" {torch.get_num_threads()}thr")
     rows = []
     with torch.inference_mode():
         t = _time(lambda: torch_generate(module, config, stats, labels, **kw), device, repeats=repeats, warmup=warmup)
         rows.append(_row(f"torch generate euler {steps}st {seconds:g}s b{batch} (cfg, default model, {tag})", t,
                          audio_s=seconds * batch))
-        # where the time goes: the Euler loop alone (no vocoder) and the vocoder alone
-        t = _time(lambda: torch_generate(module, config, stats, labels, gla_iters=0, nnls_iters=0, **kw), device,
-                  repeats=repeats, warmup=warmup)
-        rows.append(_row(f"torch euler loop {steps}st {seconds:g}s b{batch} (cfg, {tag}; nnls 0 + gla 0)", t,
+        # where the time goes: the Euler loop alone, and the vocoder alone on the loop's own log-mel
+        form = config.diffusion.make_formulation()
+        sig = [float(v) for v in karras_sigmas(steps, form.sigma_min, form.sigma_max, config.sampling.rho)]
+        lab = torch.tensor(labels, device=device)
+        samples, frames, model_frames = _shapes(config, seconds)
+        gen = torch.Generator(device=device).manual_seed(0)
+        x_init = sig[0] * torch.randn((batch, config.model.n_mels, model_frames), generator=gen, device=device)
+        t = _time(lambda: euler_loop(module, x_init, lab, sig, cfg), device, repeats=repeats, warmup=warmup)
+        rows.append(_row(f"torch euler loop only {steps}st {seconds:g}s b{batch} (cfg, {tag})", t,
                          audio_s=seconds * batch))
-        samples, frames, _ = _shapes(config, seconds)
-        lm = torch.full((batch, config.audio.n_mels, frames), -4.0, device=device)
-        ac = config.audio
-        phase = torch.zeros((batch, ac.n_fft // 2 + 1, frames), device=device)
-
-        def vocode():
-            S = mel_to_linear(torch.exp(lm), ac.mel_basis, n_iter=config.sampling.nnls_iters, power=ac.power)
-            return griffin_lim(S, phase, n_fft=ac.n_fft, hop_length=ac.hop_length, win_length=ac.win_length,
-                               n_iter=config.sampling.gla_iters, momentum=ac.gla_momentum, length=samples)
-
-        t = _time(vocode, device, repeats=repeats, warmup=warmup)
+        lm = clip_log_mel(denormalize(euler_loop(module, x_init, lab, sig, cfg)[..., :frames], stats), config.audio)
+        phase = 2 * math.pi * torch.rand((batch, config.audio.n_fft // 2 + 1, frames), generator=gen, device=device)
+        t = _time(lambda: vocode(lm, phase, config, length=samples), device, repeats=repeats, warmup=warmup)
         rows.append(_row(f"torch vocoder only (nnls {config.sampling.nnls_iters} + gla {config.sampling.gla_iters}) "
                          f"{seconds:g}s ({tag})", t, audio_s=seconds * batch))
     return rows
@@ -437,7 +460,8 @@ def _worker(path: str) -> None:
         json.dump({"rows": rows}, f)
 
 
-def subprocess_rows(seconds: float = 10.0, steps: int = 8, repeats: int = 3, timeout: float = 600) -> list[dict]:
+def subprocess_rows(seconds: float = 10.0, steps: int = 8, repeats: int = 3, threads: int | None = None,
+                    timeout: float = 600) -> list[dict]:
     """Run :func:`bench_torch_generate` in a fresh Python process and return its rows."""
     import subprocess
     import sys
@@ -446,7 +470,7 @@ def subprocess_rows(seconds: float = 10.0, steps: int = 8, repeats: int = 3, tim
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/args.json"
         with open(path, "w") as f:
-            json.dump({"seconds": seconds, "steps": steps, "repeats": repeats}, f)
+            json.dump({"seconds": seconds, "steps": steps, "repeats": repeats, "threads": threads}, f)
         code = "import sys; from audiox_jax.torch_ref import _worker; _worker(sys.argv[1])"
         subprocess.run([sys.executable, "-c", code, path], check=True, timeout=timeout)
         with open(path + ".out.json") as f:
