@@ -115,28 +115,6 @@ def row(name: str, timing: dict, *, audio_s: float | None = None, **extra) -> di
 # ---------------------------------------------------------------------- dsp
 
 
-def torch_griffin_lim(S: np.ndarray, *, n_fft: int, hop_length: int, n_iter: int, momentum: float, phase: np.ndarray, length: int):
-    """Librosa's fast Griffin-Lim written with ``torch.stft``/``torch.istft`` (CPU or CUDA)."""
-    import torch
-
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    Sm = torch.as_tensor(S, device=dev)
-    win = torch.hann_window(n_fft, periodic=True, device=dev)
-    angles = torch.polar(torch.ones_like(Sm), torch.as_tensor(phase, dtype=Sm.dtype, device=dev))
-    prev = torch.zeros_like(angles)
-    coef = momentum / (1 + momentum)
-    for _ in range(n_iter):
-        y = torch.istft(Sm * angles, n_fft, hop_length, window=win, center=True, length=length)
-        rebuilt = torch.stft(y, n_fft, hop_length, window=win, center=True, pad_mode="constant", return_complex=True)
-        angles = rebuilt - coef * prev
-        angles = angles / (angles.abs() + 1e-16)
-        prev = rebuilt
-    y = torch.istft(Sm * angles, n_fft, hop_length, window=win, center=True, length=length)
-    if dev == "cuda":
-        torch.cuda.synchronize()
-    return y.cpu().numpy()
-
-
 def torch_gla_row(S, phase, *, n_fft, hop, length, repeats, audio_s, sc) -> dict:
     """Time torch GLA in a fresh subprocess: in-process, XLA's CPU thread pool slows torch ~10x."""
     import importlib.util
@@ -159,13 +137,26 @@ def torch_gla_row(S, phase, *, n_fft, hop, length, repeats, audio_s, sc) -> dict
 
 
 def _torch_worker(path: str) -> None:
+    """Time ``torch_ref.griffin_lim`` (librosa's fast GLA with torch.stft/istft; CUDA when available)."""
     import torch
+
+    from audiox_jax.torch_ref import griffin_lim
 
     d = np.load(path)
     n_fft, hop, length, repeats = (int(v) for v in d["cfg"])
-    fn = lambda: torch_griffin_lim(d["S"], n_fft=n_fft, hop_length=hop, n_iter=32, momentum=0.99, phase=d["phase"], length=length)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    S, phase = (torch.as_tensor(d[k], device=dev)[None] for k in ("S", "phase"))
+
+    def fn():
+        with torch.inference_mode():
+            y = griffin_lim(S, phase, n_fft=n_fft, hop_length=hop, win_length=None, n_iter=32, momentum=0.99,
+                            length=length)
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        return y
+
     t = time_calls(fn, repeats=repeats, warmup=3)
-    np.savez(path + ".out.npz", y=fn(), version=torch.__version__, device="cuda" if torch.cuda.is_available() else "cpu",
+    np.savez(path + ".out.npz", y=fn()[0].cpu().numpy(), version=torch.__version__, device=dev,
              **{k: t[k] for k in ("median_s", "min_s", "max_s")})
 
 
