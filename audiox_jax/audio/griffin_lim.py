@@ -121,9 +121,9 @@ def griffin_lim(
     def forward(y):  # padded signal -> complex [..., frames, bins]
         return jnp.fft.rfft(frame(y, n_fft, hop_length) * win, axis=-1)
 
-    def unit(X):  # X / |X| via one rsqrt (cheaper than abs + complex divide)
+    def unit(X, scale=1.0):  # scale * X / |X| via one rsqrt (cheaper than abs + complex divide)
         re, im = jnp.real(X), jnp.imag(X)
-        r = jax.lax.rsqrt(re * re + im * im + eps)
+        r = scale * jax.lax.rsqrt(re * re + im * im + eps)
         return jax.lax.complex(re * r, im * r)
 
     if init_phase is not None:
@@ -138,13 +138,12 @@ def griffin_lim(
         if method == "fast":
             coef = momentum / (1.0 + momentum)
 
-            def step(carry, _):
-                phase, prev = carry
-                rebuilt = forward(inverse(S * phase))
-                return (unit(rebuilt - coef * prev), rebuilt), None
+            def step(carry, _):  # carry X = S * phase, so the magnitude product fuses into the update
+                X, prev = carry
+                rebuilt = forward(inverse(X))
+                return (unit(rebuilt - coef * prev, S), rebuilt), None
 
-            (phase, _), _ = jax.lax.scan(step, (phase0, jnp.zeros_like(phase0)), None, length=n_iter)
-            X = S * phase
+            (X, _), _ = jax.lax.scan(step, (S * phase0, jnp.zeros_like(phase0)), None, length=n_iter)
         else:
 
             def step(carry, _):
