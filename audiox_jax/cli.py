@@ -172,9 +172,23 @@ def cmd_eval(args) -> None:
     """Generate a note per label combination and report pitch/probe accuracy and Frechet distances."""
     import json
 
-    from audiox_jax.evaluation.model_eval import evaluate_model
+    from audiox_jax.evaluation.model_eval import evaluate_model, plot_sweep, sweep_model
     from audiox_jax.evaluation.report import format_report
 
+    if args.sweep:
+        try:
+            steps = tuple(int(v) for v in args.sweep_steps.split(","))
+        except ValueError:
+            raise ParamError(f"--sweep-steps {args.sweep_steps!r} must be a comma-separated list of integers") from None
+        result = sweep_model(args.checkpoint or args.model, args.data, samplers=tuple(args.samplers.split(",")),
+                             steps=steps, max_combos=args.max_combos, probes_dir=args.probes, seed=args.seed,
+                             cfg=args.cfg, progress=not args.no_progress)
+        out = args.out or "sweep.json"
+        with open(out, "w") as f:
+            json.dump(result, f, indent=1)
+        png = plot_sweep(result, args.plot or out.rsplit(".", 1)[0] + ".png")
+        print(f"wrote {out} and {png}")
+        return
     report = evaluate_model(args.checkpoint or args.model, args.data, probes_dir=args.probes,
                             samples_per_combo=args.samples_per_combo, batch_size=args.batch, seed=args.seed,
                             sampler=args.sampler, steps=args.steps, cfg=args.cfg, progress=not args.no_progress)
@@ -258,7 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--sampler")
     e.add_argument("--steps", type=int)
     e.add_argument("--cfg", type=float)
-    e.add_argument("--out", help="write the report as JSON here")
+    e.add_argument("--out", help="write the report (or the sweep) as JSON here")
+    e.add_argument("--sweep", action="store_true", help="quality against steps: every --samplers x --sweep-steps")
+    e.add_argument("--samplers", default="euler,heun,dpmpp_2m", help="samplers for --sweep")
+    e.add_argument("--sweep-steps", default="1,2,4,8,16,32", help="step counts for --sweep")
+    e.add_argument("--max-combos", type=int, default=42, help="label combinations per --sweep setting (evenly spaced)")
+    e.add_argument("--plot", help="--sweep's PNG (default: next to --out)")
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=cmd_eval)
 

@@ -25,6 +25,32 @@ def notes_dir(tmp_path_factory):
     return str(out)
 
 
+def _tiny_model(path):
+    cfg = load_config(None, ["model.dim=32", "model.depth=1", "model.heads=2",
+                             "model.labels=[[instrument,2],[pitch,2]]", "sampling.steps=2",
+                             "sampling.gla_iters=8", "sampling.nnls_iters=8"])
+    params = DiT(cfg.model).init(jax.random.key(0), jnp.zeros((1, 80, 4)), jnp.zeros((1,)),
+                                 {"labels": jnp.zeros((1, 2), jnp.int32)})["params"]
+    modelio.save_for_generation(str(path), params, cfg, MelStats(kind="range", lo=-11.5, hi=2.0),
+                                {"instrument": ("flute", "piano"), "pitch": ("060", "067")})
+    return str(path)
+
+
+def test_sweep_writes_json_and_plot(notes_dir, tmp_path):
+    model = _tiny_model(tmp_path / "m")
+    out = tmp_path / "sweep.json"
+    rc = cli.main(["eval", "--checkpoint", model, "--data", notes_dir, "--sweep", "--samplers", "euler,heun",
+                   "--sweep-steps", "1,2", "--max-combos", "3", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    result = json.loads(out.read_text())
+    got = [(r["sampler"], r["steps"], r["nfe"]) for r in result["settings"]]
+    assert got == [("euler", 1, 1), ("euler", 2, 2), ("heun", 1, 1), ("heun", 2, 3)]
+    assert result["combinations"] == 3
+    assert all(r["wall_s_per_clip"] > 0 and set(r["probe_accuracy"]) == {"instrument", "pitch"}
+               for r in result["settings"])
+    assert (tmp_path / "sweep.png").stat().st_size > 5000
+
+
 def test_render_and_eval(notes_dir, tmp_path, capsys):
     cfg = load_config(None, ["model.dim=32", "model.depth=1", "model.heads=2",
                              "model.labels=[[instrument,2],[pitch,2]]", "sampling.steps=2",

@@ -8,6 +8,7 @@ cache's label ids to the model's by class *name*, and generates in fixed-size ba
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import numpy as np
 import jax
@@ -46,6 +47,50 @@ def open_data(data: str, audio_cfg, seconds: float, *, progress: bool = True):
                      "(labels.csv); make one with `audiox-jax render-notes --out DIR`")
 
 
+class _Setup(NamedTuple):
+    pipe: object
+    cache: object
+    probes: dict
+    maps: list
+    order: list
+    item_seconds: float
+
+
+def _setup(model: str, data: str, probes_dir: str | None, progress: bool) -> _Setup:
+    """Load the model, open (or prepare) the data, load or train the probes, map label ids."""
+    from audiox_jax.evaluation.probe import load_or_train_probes
+    from audiox_jax.generator import load_pipeline
+
+    pipe = load_pipeline(model)
+    config, gm = pipe.config, pipe.model
+    cache, cache_dir = open_data(data, config.audio, config.data.clip_seconds, progress=progress)
+    man = cache.manifest
+    if man.audio_config != config.audio:
+        raise ParamError(f"the data was prepared with other audio settings than the model's; re-prepare {data} "
+                         "with the model's config")
+    names = tuple(man.label_names)
+    maps = label_id_map(gm.vocab, man.vocab, names)
+    order = [names.index(n) for n, _ in config.model.labels]  # model label order -> cache column
+    probes = load_or_train_probes(cache, probes_dir or os.path.join(cache_dir, "probes"))
+    return _Setup(pipe, cache, probes, maps, order, man.item_samples / config.audio.sr)
+
+
+def _generate_fn(s: _Setup, sampler: str | None, steps: int | None, cfg: float):
+    """``(cache label ids i32[B, n_labels], seed) -> audio f32[B, samples]`` for report.evaluate."""
+    from audiox_jax import pipeline
+
+    config, gm = s.pipe.config, s.pipe.model
+
+    def generate_fn(ids: np.ndarray, seed: int) -> np.ndarray:
+        model_ids = np.stack([s.maps[c][ids[:, c]] for c in s.order], axis=1)
+        out = pipeline.generate_jit(gm.params, jax.random.key(seed), {"labels": jnp.asarray(model_ids)}, config=config,
+                                    stats=gm.stats, seconds=s.item_seconds, sampler=sampler, steps=steps,
+                                    cfg=None if cfg == 1.0 else jnp.float32(cfg))
+        return np.asarray(out.audio)
+
+    return generate_fn
+
+
 def evaluate_model(
     model: str,
     data: str,
@@ -61,36 +106,97 @@ def evaluate_model(
 ) -> dict:
     """Generate one note per (instrument, pitch) pair of ``data`` with ``model`` and measure it."""
     from audiox_jax import pipeline
-    from audiox_jax.evaluation.probe import load_or_train_probes
     from audiox_jax.evaluation.report import evaluate, label_combos
-    from audiox_jax.generator import load_pipeline
 
-    pipe = load_pipeline(model)
-    config, gm = pipe.config, pipe.model
-    seconds = config.data.clip_seconds
-    cache, cache_dir = open_data(data, config.audio, seconds, progress=progress)
-    man = cache.manifest
-    if man.audio_config != config.audio:
-        raise ParamError(f"the data was prepared with other audio settings than the model's; re-prepare {data} "
-                         "with the model's config")
-    names = tuple(man.label_names)
-    maps = label_id_map(gm.vocab, man.vocab, names)
-    order = [names.index(n) for n, _ in config.model.labels]  # model label order -> cache column
-    probes = load_or_train_probes(cache, probes_dir or os.path.join(cache_dir, "probes"))
+    s = _setup(model, data, probes_dir, progress)
+    config = s.pipe.config
     cfg = config.sampling.cfg if cfg is None else cfg
-    item_seconds = man.item_samples / config.audio.sr
-
-    def generate_fn(ids: np.ndarray, s: int) -> np.ndarray:
-        model_ids = np.stack([maps[c][ids[:, c]] for c in order], axis=1)
-        out = pipeline.generate_jit(gm.params, jax.random.key(s), {"labels": jnp.asarray(model_ids)}, config=config,
-                                    stats=gm.stats, seconds=item_seconds, sampler=sampler, steps=steps,
-                                    cfg=None if cfg == 1.0 else jnp.float32(cfg))
-        return np.asarray(out.audio)
-
-    report = evaluate(generate_fn, label_combos(cache), cache, probes, samples_per_combo=samples_per_combo,
-                      batch_size=batch_size, seed=seed, progress=progress)
+    report = evaluate(_generate_fn(s, sampler, steps, cfg), label_combos(s.cache), s.cache, s.probes,
+                      samples_per_combo=samples_per_combo, batch_size=batch_size, seed=seed, progress=progress)
     report["model"] = {"path": model, "sampler": sampler or config.sampling.sampler,
                        "steps": steps or config.sampling.steps, "cfg": cfg,
                        "nfe": pipeline.nfe(config, sampler, steps)}
     return report
 
+
+def sweep_model(
+    model: str,
+    data: str,
+    *,
+    samplers: tuple[str, ...] = ("euler", "heun", "dpmpp_2m"),
+    steps: tuple[int, ...] = (1, 2, 4, 8, 16, 32),
+    max_combos: int | None = 42,
+    probes_dir: str | None = None,
+    batch_size: int = 42,
+    seed: int = 0,
+    cfg: float | None = None,
+    progress: bool = True,
+) -> dict:
+    """Quality against steps: evaluate ``model`` for every sampler x steps.
+
+    Uses ``max_combos`` evenly spaced label combinations of the data (None: all). Wall time
+    per clip excludes compilation (each setting is compiled and run once before timing).
+    Returns {"settings": [{"sampler", "steps", "nfe", "pitch_accuracy", "probe_accuracy":
+    {label: acc}, "frechet": {label: fd}, "wall_s_per_clip"}], ...}.
+    """
+    from audiox_jax import pipeline
+    from audiox_jax.evaluation.report import evaluate, label_combos
+
+    s = _setup(model, data, probes_dir, progress)
+    config = s.pipe.config
+    cfg = config.sampling.cfg if cfg is None else cfg
+    combos = label_combos(s.cache)
+    if max_combos is not None and len(combos) > max_combos:
+        combos = combos[np.linspace(0, len(combos) - 1, max_combos).round().astype(int)]
+    settings = []
+    for sampler in samplers:
+        for n in steps:
+            fn = _generate_fn(s, sampler, n, cfg)
+            fn(np.repeat(combos[:1], batch_size, axis=0), seed)  # compile outside the timing
+            r = evaluate(fn, combos, s.cache, s.probes, batch_size=batch_size, seed=seed, progress=False)
+            settings.append({
+                "sampler": sampler, "steps": n, "nfe": pipeline.nfe(config, sampler, n),
+                "pitch_accuracy": r.get("pitch", {}).get("accuracy"),
+                "probe_accuracy": {k: v["accuracy_generated"] for k, v in r["probe"].items()},
+                "frechet": {k: v["generated"] for k, v in r["frechet"].items()},
+                "wall_s_per_clip": r["generation_wall_s"] / r["generated"],
+            })
+            if progress:
+                print(f"sweep {sampler:>9} {n:>3} steps: pitch {settings[-1]['pitch_accuracy']}, "
+                      f"probe {settings[-1]['probe_accuracy']}", flush=True)
+    return {"model": model, "cfg": cfg, "combinations": len(combos), "seed": seed, "settings": settings}
+
+
+def plot_sweep(result: dict, path: str) -> str:
+    """PNG: each metric against NFE (top row) and against wall time per clip (bottom), a line per sampler."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["settings"]
+    labels = sorted(rows[0]["probe_accuracy"]) if rows else []
+    metrics = [("pitch accuracy", lambda r: r["pitch_accuracy"])]
+    metrics += [(f"{k} probe accuracy", lambda r, k=k: r["probe_accuracy"][k]) for k in labels]
+    metrics += [(f"FD ({k} probe)", lambda r, k=k: r["frechet"][k]) for k in labels]
+    fig, axes = plt.subplots(2, len(metrics), figsize=(3.6 * len(metrics), 6.4), squeeze=False)
+    for sampler in dict.fromkeys(r["sampler"] for r in rows):
+        rs = [r for r in rows if r["sampler"] == sampler]
+        for j, (name, get) in enumerate(metrics):
+            ys = [get(r) for r in rs]
+            axes[0, j].plot([r["nfe"] for r in rs], ys, "o-", label=sampler)
+            axes[1, j].plot([1000 * r["wall_s_per_clip"] for r in rs], ys, "o-", label=sampler)
+            axes[0, j].set_title(name, fontsize=9)
+            axes[0, j].set_xlabel("network evaluations")
+            axes[1, j].set_xlabel("ms per clip")
+            for ax in axes[:, j]:
+                ax.set_xscale("log")
+                if name.startswith("FD"):
+                    ax.set_yscale("log")
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle(f"quality against steps: {result['model']} (cfg {result['cfg']}, {result['combinations']} label combinations)",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
