@@ -26,3 +26,12 @@ def _work_around_xla_cpu_reduce_bug() -> None:
 _work_around_xla_cpu_reduce_bug()
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """``audiox_jax.load_pipeline`` without importing jax/flax when the package is imported."""
+    if name == "load_pipeline":
+        from audiox_jax.generator import load_pipeline
+
+        return load_pipeline
+    raise AttributeError(f"module 'audiox_jax' has no attribute {name!r}")

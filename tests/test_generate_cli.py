@@ -72,7 +72,9 @@ def test_cli_errors_list_valid_choices(model_dir, tmp_path, capsys):
 
 
 def test_python_api_matches_options(model_dir):
-    pipe = load_pipeline(model_dir)
+    import audiox_jax
+
+    pipe = audiox_jax.load_pipeline(model_dir)
     assert pipe.label_ids({"instrument": "organ", "pitch": "E4"}).tolist() == [1, 2]
     assert pipe.label_ids({"pitch": 62}).tolist() == [-1, 1]
     r = pipe.generate([{"instrument": "piano", "pitch": "C4"}, {"instrument": "flute", "pitch": "E4"}],
