@@ -132,7 +132,6 @@ def _keep_mask(spec: str, config, seconds: float):
 
 def cmd_generate(args) -> None:
     """Generate audio with a trained model; write wav(s) and a mel PNG; print the real-time factor."""
-    import numpy as np
 
     from audiox_jax import audio
     from audiox_jax.generator import enable_compilation_cache, load_pipeline

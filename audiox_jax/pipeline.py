@@ -16,8 +16,6 @@ that key, so a sample does not depend on the batch size or its place in the batc
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 from typing import NamedTuple, Optional
 
 import numpy as np

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from audiox_jax import audio
-from audiox_jax.audio import mel as melmod
 from audiox_jax.errors import AudioFileError, ParamError
 
 SR = 22050
