@@ -132,7 +132,6 @@ def _keep_mask(spec: str, config, seconds: float):
 
 def cmd_generate(args) -> None:
     """Generate audio with a trained model; write wav(s) and a mel PNG; print the real-time factor."""
-
     from audiox_jax import audio
     from audiox_jax.generator import enable_compilation_cache, load_pipeline
     from audiox_jax.plot import save_mel_png
