@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from audiox_jax.audio import frontend
+from audiox_jax.audio.stft import stft
 from audiox_jax.audio.mel import MelStats, denormalize, normalize
 from audiox_jax.config import Config
 from audiox_jax.diffusion import guidance, samplers, schedules
@@ -162,7 +163,9 @@ def generate(
       neg_cond: conditioning to guide away from (replaces the unconditional branch).
       eta: "ddim"/"dpmpp_2m_sde" stochasticity (traced); None = sampler default.
       init_audio: f32[B, n] audio for audio-to-audio (n <= samples; zero-padded):
-        with ``mask`` -> inpainting/continuation, with ``strength`` -> variation.
+        with ``mask`` -> inpainting/continuation (Griffin-Lim then starts from the input's
+        own phase in the kept frames, so they come back phase-coherent with it), with
+        ``strength`` -> variation.
       mask: f32[B, model_frames] or f32[model_frames], 1 = keep ``init_audio`` there.
       strength: variation strength in [0, 1] (traced): 1 = from pure noise.
       gla_iters, nnls_iters: vocoder iterations (static); None = config.sampling.
@@ -225,6 +228,12 @@ def generate(
     phase_keys = jax.vmap(lambda k: jax.random.fold_in(k, _GLA_STREAM))(keys)
     bins = config.audio.n_fft // 2 + 1
     phase = jax.vmap(lambda k: 2 * jnp.pi * jax.random.uniform(k, (bins, frames)))(phase_keys)
+    if inpaint is not None:
+        # Griffin-Lim starts from the known audio's own STFT phase where the mask keeps it, so the
+        # kept region comes back phase-coherent with the input (the basis of continuation/streaming).
+        known_phase = jnp.angle(stft(init_audio, config.audio.n_fft, config.audio.hop_length))[..., :frames]
+        keep = inpaint[1][:, :1, :frames] > 0.5  # [B, 1, frames]
+        phase = jnp.where(keep, known_phase, phase)
     audio = frontend.log_mel_to_audio(
         log_mel, config.audio, init_phase=phase, length=samples,
         gla_iters=sc.gla_iters if gla_iters is None else gla_iters,
