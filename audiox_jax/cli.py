@@ -130,6 +130,31 @@ def _keep_mask(spec: str, config, seconds: float):
     return mask
 
 
+def _stream(pipe, labels, args) -> None:
+    """--stream OUT|-: chunks written as they are made (WAV to stdout with '-')."""
+    from audiox_jax.audio.io import WavStream
+
+    to_stdout = args.stream == "-"
+    f = sys.stdout.buffer if to_stdout else open(args.stream, "wb")
+    log = sys.stderr if to_stdout else sys.stdout
+    writer, t0, first, total = WavStream(f, pipe.sr), time.perf_counter(), None, 0
+    try:
+        for piece in pipe.generate_stream(labels, chunks=args.chunks, chunk_seconds=args.seconds,
+                                          overlap_seconds=args.overlap, seed=args.seed, sampler=args.sampler,
+                                          steps=args.steps, cfg=args.cfg):
+            writer.write(piece[0])
+            total += piece.shape[1]
+            first = first if first is not None else time.perf_counter() - t0
+    finally:
+        writer.close()
+        if not to_stdout:
+            f.close()
+    wall = time.perf_counter() - t0
+    print(f"streamed {total / pipe.sr:.2f} s in {args.chunks} chunks to {args.stream}: first audio after "
+          f"{first:.3f} s, total {wall:.3f} s (RTF {wall / (total / pipe.sr):.3f}; the first chunk includes "
+          "compilation on a cold cache)", file=log)
+
+
 def cmd_generate(args) -> None:
     """Generate audio with a trained model; write wav(s) and a mel PNG; print the real-time factor."""
     from audiox_jax import audio
@@ -140,6 +165,8 @@ def cmd_generate(args) -> None:
         enable_compilation_cache()
     pipe = load_pipeline(args.checkpoint or args.model)
     labels = _parse_labels(args)
+    if args.stream:
+        return _stream(pipe, labels, args)
     kwargs = {}
     if args.init_audio:
         kwargs["init_audio"] = args.init_audio
@@ -256,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--continue", dest="continue_audio", action="store_true", help="continue --init-audio")
     g.add_argument("--keep", help="with --init-audio: time ranges to keep, e.g. 0:1.5,3:4 (seconds)")
     g.add_argument("--strength", type=float, help="with --init-audio: variation strength 0..1")
+    g.add_argument("--stream", metavar="OUT", help="stream chunks as they are made to a wav file, or '-' for stdout")
+    g.add_argument("--chunks", type=int, default=4, help="--stream: number of chunks (default 4)")
+    g.add_argument("--overlap", type=float, default=0.25, help="--stream: seconds each chunk continues (0.25)")
     g.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
     g.set_defaults(func=cmd_generate)
 

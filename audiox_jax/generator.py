@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import jax
@@ -198,6 +198,57 @@ class Pipeline:
                       for row in ids)
         return Result(audio, np.asarray(out.log_mel), self.sr, names, float(seconds), wall,
                       wall / (seconds * B), pipeline.nfe(self.config, sampler, steps))
+
+    def generate_stream(
+        self,
+        labels: Mapping[str, object] | Sequence[Mapping[str, object]] | None = None,
+        *,
+        chunks: int = 4,
+        chunk_seconds: float | None = None,
+        overlap_seconds: float = 0.25,
+        batch: int = 1,
+        seed: int = 0,
+        sampler: str | None = None,
+        steps: int | None = None,
+        cfg: float | None = None,
+    ) -> Iterator[np.ndarray]:
+        """Generate a stream of ``chunks`` chunks and yield its audio as it is made: f32[B, n] pieces
+        that, concatenated, are the stream (``chunks * (chunk - overlap) + overlap`` seconds).
+
+        Every chunk is one call of the same compiled program. Chunk k > 0 continues the last
+        ``overlap_seconds`` of chunk k-1 (in-graph inpainting: those mel frames are kept and
+        Griffin-Lim starts from their phase, so both sides are coherent), and the overlap is
+        cross-faded linearly, so the seam has no jump. Chunk k uses ``fold_in(key(seed), k)``.
+        """
+        sc = self.config.data.clip_seconds if chunk_seconds is None else float(chunk_seconds)
+        sr = self.sr
+        n, ov = int(round(sc * sr)), int(round(overlap_seconds * sr))
+        if not 0 < ov < n // 2:
+            raise ParamError(f"overlap_seconds={overlap_seconds} must be in (0, chunk_seconds/2 = {sc / 2})")
+        if chunks < 1:
+            raise ParamError(f"chunks={chunks} must be >= 1")
+        label_list = list(labels) if isinstance(labels, (list, tuple)) else [labels] * batch
+        ids = np.stack([self.label_ids(l) for l in label_list])
+        B = ids.shape[0]
+        cond = {"labels": jnp.asarray(ids)} if self.label_names else None
+        cfg = self.config.sampling.cfg if cfg is None else float(cfg)
+        _, _, model_frames = pipeline.shapes(self.config, sc)
+        keep = jnp.asarray(pipeline.continuation_mask(ov, self.config, model_frames))
+        fade = ((np.arange(ov) + 0.5) / ov).astype(np.float32)  # linear: the two sides are coherent
+        prompt, tail = np.zeros((B, ov), np.float32), None
+        for k in range(chunks):
+            out = pipeline.generate_jit(
+                self.model.params, jax.random.fold_in(jax.random.key(seed), k), cond, config=self.config,
+                stats=self.model.stats, seconds=sc, batch=None if cond else B, sampler=sampler, steps=steps,
+                cfg=None if (cfg == 1.0 or not self.label_names) else jnp.float32(cfg),
+                init_audio=jnp.asarray(prompt), mask=keep if k else jnp.zeros_like(keep),
+            )
+            audio = np.asarray(out.audio)  # [B, n]
+            if tail is not None:
+                yield tail * (1.0 - fade) + audio[:, :ov] * fade  # the seam, cross-faded
+            yield audio[:, ov if tail is not None else 0 : n - ov]
+            tail = prompt = audio[:, n - ov :]
+        yield tail
 
     def _audio_input(self, audio, samples: int) -> np.ndarray:
         from audiox_jax.audio import load

@@ -87,3 +87,42 @@ def test_python_api_matches_options(model_dir):
         pipe.label_ids({"timbre": "x"})
     with pytest.raises(ParamError, match="built-in model 'fast' is not in this installation|neither"):
         load_pipeline("fast")
+
+
+def test_stream_to_file_and_stdout(model_dir, tmp_path, capsysbinary):
+    import io
+
+    n, ov, chunks = 11025, 2205, 3  # 0.5 s chunks, 0.1 s overlap
+    path = tmp_path / "s.wav"
+    rc = cli.main(["generate", "--checkpoint", model_dir, "--instrument", "organ", "--pitch", "C4", "--seconds", "0.5",
+                   "--stream", str(path), "--chunks", str(chunks), "--overlap", "0.1", "--no-cache"])
+    assert rc == 0
+    y, sr = sf.read(path)
+    assert sr == 22050 and len(y) == chunks * (n - ov) + ov and np.all(np.isfinite(y))
+    capsysbinary.readouterr()
+    rc = cli.main(["generate", "--checkpoint", model_dir, "--instrument", "organ", "--pitch", "C4", "--seconds", "0.5",
+                   "--stream", "-", "--chunks", str(chunks), "--overlap", "0.1", "--no-cache"])
+    assert rc == 0
+    piped, sr = sf.read(io.BytesIO(capsysbinary.readouterr().out))
+    np.testing.assert_allclose(piped, y, atol=1e-4)  # same seed: the same stream through a pipe
+
+
+def test_stream_chunks_continue_each_other(model_dir):
+    import audiox_jax
+
+    pipe = audiox_jax.load_pipeline(model_dir)
+    pieces = list(pipe.generate_stream({"instrument": "piano", "pitch": "C4"}, chunks=3, chunk_seconds=0.5,
+                                       overlap_seconds=0.1, seed=2))
+    # first chunk body, then (seam, body) per further chunk, then the final tail
+    assert [p.shape[1] for p in pieces] == [11025 - 2205, 2205, 11025 - 2 * 2205, 2205, 11025 - 2 * 2205, 2205]
+    # chunk 0 is one generate call with key fold_in(key(seed), 0) and nothing kept
+    from audiox_jax import pipeline
+
+    _, _, model_frames = pipeline.shapes(pipe.config, 0.5)
+    chunk0 = pipeline.generate_jit(pipe.model.params, jax.random.fold_in(jax.random.key(2), 0),
+                                   {"labels": jnp.asarray(pipe.label_ids({"instrument": "piano", "pitch": "C4"}))[None]},
+                                   config=pipe.config, stats=pipe.model.stats, seconds=0.5, cfg=jnp.float32(pipe.config.sampling.cfg),
+                                   init_audio=jnp.zeros((1, 2205)), mask=jnp.zeros(model_frames)).audio
+    np.testing.assert_allclose(pieces[0], np.asarray(chunk0)[:, : 11025 - 2205], atol=1e-5)
+    with pytest.raises(ParamError, match="overlap_seconds=0.4 must be in"):
+        next(pipe.generate_stream({"instrument": "piano"}, chunk_seconds=0.5, overlap_seconds=0.4))

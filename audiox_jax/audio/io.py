@@ -105,3 +105,44 @@ def save(path: str | os.PathLike, y, sr: int, *, subtype: str = "PCM_16") -> str
         data = np.clip(data, -1.0, 1.0)
     sf.write(path, data, int(sr), subtype=subtype)
     return path
+
+
+class WavStream:
+    """Write 16-bit PCM WAV incrementally to a binary file or pipe (e.g. ``sys.stdout.buffer``).
+
+    The header is written first with its sizes unknown (0xFFFFFFFF, which players and
+    libsndfile read as "until the end"); ``close()`` patches the real sizes when the
+    target is seekable (a file), so the result is also a strictly valid WAV.
+    """
+
+    def __init__(self, f, sr: int, channels: int = 1):
+        import struct
+
+        self.f, self.channels, self.frames = f, channels, 0
+        self.f.write(b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVEfmt " + struct.pack(
+            "<IHHIIHH", 16, 1, channels, sr, sr * channels * 2, channels * 2, 16) + b"data"
+            + struct.pack("<I", 0xFFFFFFFF))
+
+    def write(self, y) -> None:
+        """y: f32[samples] (mono) or f32[channels, samples] in [-1, 1] (clipped)."""
+        y = np.atleast_2d(np.asarray(y, np.float32))
+        if y.shape[0] != self.channels:
+            raise ParamError(f"WavStream has {self.channels} channel(s); got audio of shape {y.shape}")
+        pcm = (np.clip(y.T, -1.0, 1.0) * 32767.0).round().astype("<i2")
+        self.f.write(pcm.tobytes())
+        self.f.flush()
+        self.frames += pcm.shape[0]
+
+    def close(self) -> None:
+        import struct
+
+        data = self.frames * self.channels * 2
+        try:
+            self.f.seek(4)
+            self.f.write(struct.pack("<I", 36 + data))
+            self.f.seek(40)
+            self.f.write(struct.pack("<I", data))
+            self.f.seek(0, 2)
+        except (OSError, ValueError):  # a pipe: the open-ended header stays
+            pass
+        self.f.flush()
