@@ -359,6 +359,8 @@ def bench_generate(*, quick: bool = False, repeats: int = 3) -> list[dict]:
     rows.append(row(f"python-loop generate euler {steps}st {seconds:g}s b1", t_loop, audio_s=seconds))
     rows.append(row(f"scan generate euler {steps}st {seconds:g}s b1", t_scan, audio_s=seconds,
                     speedup_vs_python_loop=t_loop["median_s"] / t_scan["median_s"]))
+    if not quick:  # streaming with the shipped model: time to first audio and sustained real-time factor
+        rows += bench_stream(repeats=repeats)
     if not quick:  # the same DiT and sampler in torch, the seed's Python loop, torch vocoder
         import importlib.util
 
@@ -372,6 +374,36 @@ def bench_generate(*, quick: bool = False, repeats: int = 3) -> list[dict]:
                     r["scan_speedup_vs_this"] = r["median_s"] / t_scan["median_s"]
                 rows.append(r)
     return rows
+
+
+def bench_stream(*, chunks: int = 8, steps: int = 8, repeats: int = 3) -> list[dict]:
+    """Streaming (``Pipeline.generate_stream``) with the shipped model, compiled beforehand:
+    time to first audio, total time, sustained RTF, and the seam spectral-flux ratio."""
+    from audiox_jax.evaluation.metrics import seam_flux_ratio
+    from audiox_jax.generator import load_pipeline
+
+    pipe = load_pipeline("default")
+    labels = {"instrument": "organ", "pitch": "C4"}
+    run = lambda: pipe.generate_stream(labels, chunks=chunks, steps=steps)  # noqa: E731
+    for _ in run():  # compile
+        pass
+    firsts, totals, pieces = [], [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        pieces = []
+        for piece in run():
+            if not pieces:
+                firsts.append(time.perf_counter() - t0)
+            pieces.append(piece)
+        totals.append(time.perf_counter() - t0)
+    y = np.concatenate(pieces, axis=1)[0]
+    n, ov = pipe.sr, pipe.sr // 4
+    seams = [(k + 1) * (n - ov) + ov // 2 for k in range(chunks - 1)]
+    audio_s = len(y) / pipe.sr
+    stat = lambda ts: {"median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts), "repeats": len(ts)}  # noqa: E731
+    return [row(f"stream time to first audio (1 s chunks, euler {steps}st)", stat(firsts)),
+            row(f"stream {chunks} x 1 s chunks, 0.25 s overlap, euler {steps}st", stat(totals), audio_s=audio_s,
+                seam_flux_ratio=seam_flux_ratio(y, seams, pipe.config.audio))]
 
 
 # ---------------------------------------------------------------------- train

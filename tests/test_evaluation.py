@@ -217,3 +217,20 @@ def test_evaluate_rejects_bad_inputs(note_cache):
         report.evaluate(lambda ids, s: None, combos, cache, probes, pitch_label="note")
     with pytest.raises(AudioxError, match="generate_fn returned shape"):
         report.evaluate(lambda ids, s: np.zeros((1, SR), np.float32), combos, cache, probes, batch_size=2)
+
+
+def test_seam_flux_ratio_sees_hard_cuts_and_not_smooth_joins():
+    from audiox_jax.audio import AudioConfig
+    from audiox_jax.evaluation.metrics import seam_flux_ratio
+
+    cfg = AudioConfig()
+    sr, n = 22050, 22050
+    t = np.arange(4 * n) / sr
+    rng = np.random.default_rng(0)
+    smooth = (0.3 * np.sin(2 * np.pi * 330 * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+    seams = [n, 2 * n, 3 * n]
+    assert seam_flux_ratio(smooth, seams, cfg) < 1.3
+    cut = smooth.copy()
+    for k, f in enumerate((220, 550, 880)):  # a new note (and phase) starts at every seam
+        cut[(k + 1) * n :] = 0.3 * np.sin(2 * np.pi * f * t[: cut.size - (k + 1) * n])
+    assert seam_flux_ratio(cut, seams, cfg) > 2.0

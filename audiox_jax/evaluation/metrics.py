@@ -138,3 +138,22 @@ def _batch(y) -> np.ndarray:
     if not np.all(np.isfinite(y)):
         raise ParamError("audio holds NaN or Inf samples")
     return y
+
+
+def seam_flux_ratio(y, seams, cfg: AudioConfig) -> float:
+    """Spectral flux at stream seams / spectral flux elsewhere (1 = seams look like any frame).
+
+    y: f32[samples] a stream; seams: sample indices where chunks meet (the centre of each
+    cross-fade). Flux of frame t = RMS over mel bins of ``log_mel[:, t] - log_mel[:, t-1]``;
+    a seam's flux is the largest over the frames within one hop of the seam.
+    """
+    lm = np.asarray(log_mel(jnp.asarray(y, jnp.float32), cfg))
+    flux = np.sqrt(np.mean(np.diff(lm, axis=1) ** 2, axis=0))  # [frames - 1], flux[t-1] is frame t
+    near = np.zeros(flux.shape, bool)
+    for s in seams:
+        f = int(round(s / cfg.hop_length))
+        near[max(0, f - 2) : f + 1] = True
+    if not near.any() or near.all():
+        raise ParamError("seam_flux_ratio needs seams inside the signal and frames away from them")
+    at = [flux[max(0, int(round(s / cfg.hop_length)) - 2) : int(round(s / cfg.hop_length)) + 1].max() for s in seams]
+    return float(np.mean(at) / np.mean(flux[~near]))
