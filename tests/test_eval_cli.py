@@ -4,6 +4,7 @@ import json
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from audiox_jax import cli, modelio
@@ -80,3 +81,20 @@ def test_label_id_map_by_name():
     assert maps[0].tolist() == [2, 0]
     with pytest.raises(ParamError, match="classes the model was not trained on"):
         label_id_map({"a": ("x",)}, {"a": ("q",)}, ("a",))
+
+
+def test_prepare_and_train_tiny_on_real_notes(notes_dir, tmp_path):
+    """Issue 4's end-to-end path on real recorded audio: fluidsynth GM notes -> prepare -> train."""
+    cache, work = tmp_path / "cache", tmp_path / "run"
+    labels = ["--set", "data.labels=[instrument, pitch]"]
+    assert cli.main(["prepare", "--audio", notes_dir, "--config", "configs/tiny.yaml", "--labels-csv",
+                     f"{notes_dir}/labels.csv", "--out", str(cache), "--no-progress"] + labels) == 0
+    assert cli.main(["train", "--config", "configs/tiny.yaml", "--workdir", str(work), "--no-progress",
+                     "--set", f"data.cache={cache}", "--set", "train.steps=120", "--set", "train.log_every=20",
+                     "--set", "train.ckpt_every=60", "--set", "train.eval_every=0", "--set", "train.demo_every=0",
+                     "--set", "data.val_fraction=0.0"] + labels) == 0
+    rows = [json.loads(l) for l in (work / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert len(losses) == 6 and all(np.isfinite(losses))
+    assert losses[-1] < 0.8 * losses[0], losses  # the loss really falls on real audio
+    assert (work / "model" / "params.msgpack").exists()
