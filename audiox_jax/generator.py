@@ -189,7 +189,7 @@ class Pipeline:
         out = pipeline.generate_jit(
             self.model.params, jax.random.key(seed), cond, config=self.config, stats=self.model.stats,
             seconds=float(seconds), batch=None if cond else B, sampler=sampler, steps=steps,
-            cfg=None if (cfg == 1.0 or not self.label_names) else jnp.float32(cfg),
+            cfg=pipeline.guidance_scale(cfg, self.config),
             cfg_rescale=jnp.float32(cfg_rescale), **kwargs,
         )
         audio = np.asarray(jax.block_until_ready(out.audio))
@@ -240,7 +240,7 @@ class Pipeline:
             out = pipeline.generate_jit(
                 self.model.params, jax.random.fold_in(jax.random.key(seed), k), cond, config=self.config,
                 stats=self.model.stats, seconds=sc, batch=None if cond else B, sampler=sampler, steps=steps,
-                cfg=None if (cfg == 1.0 or not self.label_names) else jnp.float32(cfg),
+                cfg=pipeline.guidance_scale(cfg, self.config),
                 init_audio=jnp.asarray(prompt), mask=keep if k else jnp.zeros_like(keep),
             )
             audio = np.asarray(out.audio)  # [B, n]

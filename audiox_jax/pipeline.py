@@ -249,6 +249,12 @@ generate_jit = jax.jit(generate, static_argnames=STATIC)
 """``generate`` compiled once per static arguments and input shapes."""
 
 
+def guidance_scale(cfg: float, config: Config):
+    """The ``cfg=`` argument of :func:`generate` for a host-side guidance scale: None (one network
+    call per step) when guidance cannot act -- scale 1, or a model without labels -- else f32[]."""
+    return None if (cfg == 1.0 or not config.model.labels) else jnp.float32(cfg)
+
+
 def nfe(config: Config, sampler: str | None = None, steps: int | None = None) -> int:
     """Exact number of network evaluations of one generate call (a guided call counts once:
     the conditional and unconditional branches run as one batched evaluation)."""

@@ -85,7 +85,7 @@ def _generate_fn(s: _Setup, sampler: str | None, steps: int | None, cfg: float):
         model_ids = np.stack([s.maps[c][ids[:, c]] for c in s.order], axis=1)
         out = pipeline.generate_jit(gm.params, jax.random.key(seed), {"labels": jnp.asarray(model_ids)}, config=config,
                                     stats=gm.stats, seconds=s.item_seconds, sampler=sampler, steps=steps,
-                                    cfg=None if cfg == 1.0 else jnp.float32(cfg))
+                                    cfg=pipeline.guidance_scale(cfg, config))
         return np.asarray(out.audio)
 
     return generate_fn
