@@ -376,13 +376,14 @@ def bench_generate(*, quick: bool = False, repeats: int = 3) -> list[dict]:
     return rows
 
 
-def bench_stream(*, chunks: int = 8, steps: int = 8, repeats: int = 3) -> list[dict]:
-    """Streaming (``Pipeline.generate_stream``) with the shipped model, compiled beforehand:
+def bench_stream(*, chunks: int = 8, steps: int = 8, repeats: int = 3, model: str = "default") -> list[dict]:
+    """Streaming (``Pipeline.generate_stream``) with a shipped model, compiled beforehand:
     time to first audio, total time, sustained RTF, and the seam spectral-flux ratio."""
     from audiox_jax.evaluation.metrics import seam_flux_ratio
     from audiox_jax.generator import load_pipeline
 
-    pipe = load_pipeline("default")
+    pipe = load_pipeline(model)
+    sampler = pipe.config.sampling.sampler
     labels = {"instrument": "organ", "pitch": "C4"}
     run = lambda: pipe.generate_stream(labels, chunks=chunks, steps=steps)  # noqa: E731
     for _ in run():  # compile
@@ -401,9 +402,46 @@ def bench_stream(*, chunks: int = 8, steps: int = 8, repeats: int = 3) -> list[d
     seams = [(k + 1) * (n - ov) + ov // 2 for k in range(chunks - 1)]
     audio_s = len(y) / pipe.sr
     stat = lambda ts: {"median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts), "repeats": len(ts)}  # noqa: E731
-    return [row(f"stream time to first audio (1 s chunks, euler {steps}st)", stat(firsts)),
-            row(f"stream {chunks} x 1 s chunks, 0.25 s overlap, euler {steps}st", stat(totals), audio_s=audio_s,
-                seam_flux_ratio=seam_flux_ratio(y, seams, pipe.config.audio))]
+    return [row(f"stream time to first audio ({model} model, 1 s chunks, {sampler} {steps}st)", stat(firsts)),
+            row(f"stream {chunks} x 1 s chunks, 0.25 s overlap ({model} model, {sampler} {steps}st)", stat(totals),
+                audio_s=audio_s, seam_flux_ratio=seam_flux_ratio(y, seams, pipe.config.audio))]
+
+
+def bench_realtime(*, quick: bool = False, repeats: int = 5) -> list[dict]:
+    """Few-step latency: a 2 s note (batch 1, guided) from the fast model (and the default model for
+    comparison) per step count, split into the model's share (``generate(vocode=False)``: the
+    sampler up to the log-mel) and the rest (vocoder: mel inversion + Griffin-Lim); then
+    streaming with the fast model (time to first audio, sustained RTF)."""
+    from audiox_jax import pipeline
+    from audiox_jax.generator import load_pipeline, resolve_model
+
+    rows = []
+    models = ["fast", "default"] if not quick else ["fast"]
+    for name in models:
+        try:
+            resolve_model(name)
+        except Exception as err:  # noqa: BLE001 - a missing built-in model is reported as a row
+            rows.append({"name": f"realtime {name} model", "skipped": str(err)})
+            continue
+        gm = load_pipeline(name).model
+        config, sampler = gm.config, gm.config.sampling.sampler
+        labels = {"labels": jnp.zeros((1, len(config.model.labels)), jnp.int32)}
+        seconds = 2.0
+        for steps in ((1, 2) if quick else (1, 2, 4, 8)):
+            def fn(p, k, c, vocode):
+                out = pipeline.generate(p, k, c, config=config, stats=gm.stats, seconds=seconds, sampler=sampler,
+                                        steps=steps, cfg=jnp.float32(config.sampling.cfg), vocode=vocode)
+                return out.audio if vocode else out.log_mel
+            t_all, _ = time_jax(lambda p, k, c: fn(p, k, c, True), gm.params, jax.random.key(0), labels, repeats=repeats)
+            t_model, _ = time_jax(lambda p, k, c: fn(p, k, c, False), gm.params, jax.random.key(0), labels,
+                                  repeats=repeats)
+            rows.append(row(f"{name} model {sampler} {steps}st {seconds:g}s note b1 (cfg), total", t_all, audio_s=seconds,
+                            nfe=pipeline.nfe(config, sampler, steps), model_ms=1e3 * t_model["median_s"],
+                            vocoder_ms=1e3 * (t_all["median_s"] - t_model["median_s"]),
+                            model_share=t_model["median_s"] / t_all["median_s"]))
+        if name == "fast" and not quick:
+            rows += bench_stream(steps=config.sampling.steps, repeats=3, model="fast")
+    return rows
 
 
 # ---------------------------------------------------------------------- train
@@ -533,7 +571,7 @@ def compare(path_a: str, path_b: str) -> str:
     return "\n".join(out)
 
 
-SUITES = {"dsp": bench_dsp, "generate": bench_generate, "train": bench_train}
+SUITES = {"dsp": bench_dsp, "generate": bench_generate, "train": bench_train, "realtime": bench_realtime}
 
 
 def run(suites: list[str], *, quick: bool = False, json_path: str | None = None, **kwargs) -> dict:

@@ -141,7 +141,7 @@ def _stream(pipe, labels, args) -> None:
     try:
         for piece in pipe.generate_stream(labels, chunks=args.chunks, chunk_seconds=args.seconds,
                                           overlap_seconds=args.overlap, seed=args.seed, sampler=args.sampler,
-                                          steps=args.steps, cfg=args.cfg):
+                                          steps=args.steps, schedule=args.schedule, cfg=args.cfg):
             writer.write(piece[0])
             total += piece.shape[1]
             first = first if first is not None else time.perf_counter() - t0
@@ -179,7 +179,7 @@ def cmd_generate(args) -> None:
     elif args.keep or args.strength is not None or args.continue_audio:
         raise ParamError("--keep, --strength and --continue need --init-audio FILE")
     res = pipe.generate(labels, seconds=args.seconds, batch=args.batch, seed=args.seed, sampler=args.sampler,
-                        steps=args.steps, cfg=args.cfg, **kwargs)
+                        steps=args.steps, schedule=args.schedule, cfg=args.cfg, **kwargs)
     stem, ext = (args.out.rsplit(".", 1) + ["wav"])[:2] if "." in os.path.basename(args.out) else (args.out, "wav")
     paths = [args.out] if len(res.audio) == 1 else [f"{stem}_{i}.{ext}" for i in range(len(res.audio))]
     for path, y in zip(paths, res.audio):
@@ -216,7 +216,8 @@ def cmd_eval(args) -> None:
         return
     report = evaluate_model(args.checkpoint or args.model, args.data, probes_dir=args.probes,
                             samples_per_combo=args.samples_per_combo, batch_size=args.batch, seed=args.seed,
-                            sampler=args.sampler, steps=args.steps, cfg=args.cfg, progress=not args.no_progress)
+                            sampler=args.sampler, steps=args.steps, cfg=args.cfg, schedule=args.schedule,
+                            progress=not args.no_progress)
     print(format_report(report))
     if args.out:
         with open(args.out, "w") as f:
@@ -246,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_vocode)
 
     b = sub.add_parser("bench", help="time every stage against librosa/torch; see BENCHMARKS.md")
-    b.add_argument("suite", nargs="?", default="all", choices=("dsp", "generate", "train", "all"))
+    b.add_argument("suite", nargs="?", default="all", choices=("dsp", "generate", "train", "realtime", "all"))
     b.add_argument("--quick", action="store_true", help="small sizes and few repeats (CI smoke test)")
     b.add_argument("--json", help="also write the results to this JSON file")
     b.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="print two saved runs side by side")
@@ -274,8 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", "-o", default="out.wav", help="output wav; with --batch N, out_0.wav ... (default out.wav)")
     g.add_argument("--model", default="default", help="built-in model name: default or fast")
     g.add_argument("--checkpoint", help="a model folder or training workdir (overrides --model)")
-    g.add_argument("--sampler", help="euler, heun, ddim, ddpm, dpmpp_2m, dpmpp_2m_sde (default: the model's)")
-    g.add_argument("--steps", type=int, help="sampler steps (default: the model's)")
+    g.add_argument("--sampler", help="euler, heun, ddim, ddpm, dpmpp_2m, dpmpp_2m_sde, or fewstep for a few-step "
+                   "model (default: the model's)")
+    g.add_argument("--steps", type=int, help="sampler steps = network evaluations (default: the model's)")
+    g.add_argument("--schedule", help="karras, exponential, logsnr_linear, uniform_t, uniform_t_end, shifted "
+                   "(default: the model's)")
     g.add_argument("--cfg", type=float, help="classifier-free guidance scale (1 = none; default: the model's)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--batch", type=int, default=1, help="clips to generate in one call")
@@ -299,10 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--sampler")
     e.add_argument("--steps", type=int)
+    e.add_argument("--schedule", help="noise schedule (default: the model's)")
     e.add_argument("--cfg", type=float)
     e.add_argument("--out", help="write the report (or the sweep) as JSON here")
     e.add_argument("--sweep", action="store_true", help="quality against steps: every --samplers x --sweep-steps")
-    e.add_argument("--samplers", default="euler,heun,dpmpp_2m", help="samplers for --sweep")
+    e.add_argument("--samplers", default="euler,heun,dpmpp_2m",
+                   help="samplers for --sweep, each optionally sampler@schedule (e.g. euler@uniform_t_end)")
     e.add_argument("--sweep-steps", default="1,2,4,8,16,32", help="step counts for --sweep")
     e.add_argument("--max-combos", type=int, default=42, help="label combinations per --sweep setting (evenly spaced)")
     e.add_argument("--plot", help="--sweep's PNG (default: next to --out)")

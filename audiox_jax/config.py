@@ -43,6 +43,13 @@ class DiffusionConfig:
       formulation's own default. vp_schedule: "cosine" or "linear" (VP only).
     sigma_data: EDM's data std. cond_dropout: probability of dropping the condition in
       training, so one model learns the unconditional score for guidance.
+    objective: "diffusion" (the formulation's loss), or a few-step objective, "shortcut" or
+      "meanflow" (audiox_jax.diffusion.fewstep; needs formulation rf and model.interval).
+    consistency_fraction: few-step objectives, the share of each batch spent on consistency
+      examples (the rest is flow matching). min_interval: the shortest step they train.
+      adaptive_p: the adaptive loss weight's power on consistency examples (0 = plain MSE).
+      meanflow_velocity: "model" (the model's own h=0 velocity) or "data" (x0 - eps).
+      substeps: shortcut, how many sub-steps of the model make one target (2 = Frans et al.).
     """
 
     formulation: str = "rf"
@@ -53,9 +60,27 @@ class DiffusionConfig:
     vp_schedule: str = "cosine"
     sigma_data: float = 0.5
     cond_dropout: float = 0.1
+    objective: str = "diffusion"
+    consistency_fraction: float = 0.25
+    min_interval: float = 0.0078125
+    adaptive_p: float = 1.0
+    meanflow_velocity: str = "model"
+    substeps: int = 2
 
     def __post_init__(self):
+        from audiox_jax.diffusion.fewstep import OBJECTIVES, VELOCITIES
         from audiox_jax.diffusion.formulations import FORMULATIONS, T_SAMPLERS
+
+        _choice("diffusion.objective", self.objective, OBJECTIVES)
+        _choice("diffusion.meanflow_velocity", self.meanflow_velocity, VELOCITIES)
+        if self.substeps < 2:
+            raise ParamError(f"diffusion.substeps={self.substeps} must be >= 2 (2 = the shortcut rule)")
+        if self.adaptive_p < 0:
+            raise ParamError(f"diffusion.adaptive_p={self.adaptive_p} must be >= 0 (0 = plain MSE, 1 = MeanFlow's)")
+        if not 0.0 < self.consistency_fraction < 1.0:
+            raise ParamError(f"diffusion.consistency_fraction={self.consistency_fraction} must be in (0, 1); 0.25 is usual")
+        if not 0.0 < self.min_interval < 1.0:
+            raise ParamError(f"diffusion.min_interval={self.min_interval} must be in (0, 1); 1/128 = 0.0078125 is usual")
 
         _choice("diffusion.formulation", self.formulation, FORMULATIONS)
         _choice("diffusion.t_sampler", self.t_sampler, (None, *T_SAMPLERS))
@@ -72,6 +97,11 @@ class DiffusionConfig:
         if self.formulation == "edm":
             return get_formulation(self.formulation, sigma_data=self.sigma_data)
         return get_formulation(self.formulation)
+
+    def consistency_options(self) -> dict:
+        """Keyword options for the few-step consistency losses (``diffusion.fewstep``)."""
+        return {"min_interval": self.min_interval, "adaptive_p": self.adaptive_p, "velocity": self.meanflow_velocity,
+                "substeps": self.substeps}
 
     def loss_options(self) -> dict:
         """Keyword options for ``Formulation.loss`` (the noise-level sampler)."""
@@ -137,6 +167,11 @@ class TrainConfig:
     keep: latest checkpoints kept; keep_best: also keep this many with the lowest
     validation loss (needs eval_every > 0). ema_warmup: updates over which the EMA decay
     ramps from 0 to ema_decay. parallel: "jit" (Mesh + NamedSharding, fsdp optional) or "pmap".
+    init_from: start a new run from a trained model's params (a built-in name such as
+    "default", a model folder or a training workdir) instead of random ones: params and EMA
+    both start there, its normalisation stats are kept, and params the new model adds (the
+    interval embedding of a few-step model) keep their fresh initialisation. The model config
+    must match apart from ``interval``. Ignored when the workdir already holds a checkpoint.
     """
 
     seed: int = 0
@@ -160,6 +195,7 @@ class TrainConfig:
     keep_best: int = 0
     eval_every: int = 0
     demo_every: int = 0
+    init_from: str | None = None
 
     def __post_init__(self):
         _choice("train.parallel", self.parallel, ("jit", "pmap"))
@@ -181,6 +217,15 @@ class Config:
     sampling: SamplingConfig = SamplingConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
+
+    def __post_init__(self):
+        d = self.diffusion
+        if d.objective != "diffusion" and d.formulation != "rf":
+            raise ParamError(f"diffusion.objective={d.objective!r} needs diffusion.formulation='rf' "
+                             f"(got {d.formulation!r}); few-step objectives are defined for rectified flow")
+        if d.objective != "diffusion" and not self.model.interval:
+            raise ParamError(f"diffusion.objective={d.objective!r} needs model.interval: true "
+                             "(the network must know the step length)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

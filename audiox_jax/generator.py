@@ -146,6 +146,7 @@ class Pipeline:
         seed: int = 0,
         sampler: str | None = None,
         steps: int | None = None,
+        schedule: str | None = None,
         cfg: float | None = None,
         cfg_rescale: float = 0.0,
         init_audio: np.ndarray | str | None = None,
@@ -158,7 +159,7 @@ class Pipeline:
         labels: {"instrument": "piano", "pitch": "C4"} (names from the model's vocabulary), or a
           list of such dicts (one clip each). seconds: clip length (None: the length the model
           was trained on, ``config.data.clip_seconds``). seed: sample b uses
-          fold_in(key(seed), b). sampler/steps/cfg: None = the model config's sampling defaults
+          fold_in(key(seed), b). sampler/steps/schedule/cfg: None = the model config's sampling defaults
           (cfg=1 disables guidance). init_audio: array or file for audio-to-audio, with
           ``continue_audio=True`` (continue it), ``mask`` (f32[model_frames], 1 = keep) or
           ``strength`` (variation, 0..1).
@@ -188,7 +189,7 @@ class Pipeline:
         t0 = time.perf_counter()
         out = pipeline.generate_jit(
             self.model.params, jax.random.key(seed), cond, config=self.config, stats=self.model.stats,
-            seconds=float(seconds), batch=None if cond else B, sampler=sampler, steps=steps,
+            seconds=float(seconds), batch=None if cond else B, sampler=sampler, steps=steps, schedule=schedule,
             cfg=pipeline.guidance_scale(cfg, self.config),
             cfg_rescale=jnp.float32(cfg_rescale), **kwargs,
         )
@@ -210,6 +211,7 @@ class Pipeline:
         seed: int = 0,
         sampler: str | None = None,
         steps: int | None = None,
+        schedule: str | None = None,
         cfg: float | None = None,
     ) -> Iterator[np.ndarray]:
         """Generate a stream of ``chunks`` chunks and yield its audio as it is made: f32[B, n] pieces
@@ -240,7 +242,7 @@ class Pipeline:
             out = pipeline.generate_jit(
                 self.model.params, jax.random.fold_in(jax.random.key(seed), k), cond, config=self.config,
                 stats=self.model.stats, seconds=sc, batch=None if cond else B, sampler=sampler, steps=steps,
-                cfg=pipeline.guidance_scale(cfg, self.config),
+                schedule=schedule, cfg=pipeline.guidance_scale(cfg, self.config),
                 init_audio=jnp.asarray(prompt), mask=keep if k else jnp.zeros_like(keep),
             )
             audio = np.asarray(out.audio)  # [B, n]

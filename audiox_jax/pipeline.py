@@ -68,10 +68,18 @@ def sample_keys(key: jax.Array, batch: int) -> jax.Array:
 
 
 def denoiser(params, config: Config, cond: dict | None):
-    """The formulation's denoiser ``D(z: f32[B, n_mels, T], sigma: f32[B]) -> x0_hat`` for a DiT."""
+    """The formulation's denoiser ``D(z: f32[B, n_mels, T], sigma: f32[B]) -> x0_hat`` for a DiT
+    (few-step models also take ``sigma_next: f32[B]``, see `diffusion.fewstep`)."""
     model = DiT(config.model)
-    model_fn = lambda x, t: model.apply({"params": params}, x, t, cond)  # noqa: E731
+    model_fn = lambda x, t, *h: model.apply({"params": params}, x, t, cond, *h)  # noqa: E731
     return config.diffusion.make_formulation().denoiser(model_fn)
+
+
+def check_sampler(config: Config, sampler: str) -> None:
+    """The "fewstep" sampler needs a few-step model (rf, ``model.interval``); say so by name."""
+    if sampler == "fewstep" and not (config.model.interval and config.diffusion.formulation == "rf"):
+        raise ParamError("sampler='fewstep' needs a few-step model (trained with diffusion.objective "
+                         "shortcut or meanflow, e.g. --model fast); use sampler='euler' for this one")
 
 
 def _stack_cond(a: dict, b: dict) -> dict:
@@ -144,6 +152,7 @@ def generate(
     gla_iters: int | None = None,
     nnls_iters: int | None = None,
     return_trajectory: bool = False,
+    vocode: bool = True,
 ) -> Generated:
     """Generate ``seconds`` of audio per sample; jit it with :func:`generate_jit`.
 
@@ -170,6 +179,7 @@ def generate(
       strength: variation strength in [0, 1] (traced): 1 = from pure noise.
       gla_iters, nnls_iters: vocoder iterations (static); None = config.sampling.
       return_trajectory: also return x and x0 after every step (static).
+      vocode: False stops at the log-mel (``audio`` is None): the model's share of the time (static).
     Returns:
       :class:`Generated` with audio f32[B, samples], samples = round(seconds * sr).
     """
@@ -177,6 +187,7 @@ def generate(
     sampler = sc.sampler if sampler is None else sampler
     steps = sc.steps if steps is None else steps
     schedule = sc.schedule if schedule is None else schedule
+    check_sampler(config, sampler)
     samples, frames, model_frames = shapes(config, seconds)
     B = _cond_batch(cond, batch)
     n_mels = config.model.n_mels
@@ -225,6 +236,8 @@ def generate(
                           return_trajectory=return_trajectory)
 
     log_mel = clip_log_mel(denormalize(out.x[..., :frames], stats), config.audio)  # [B, n_mels, frames]
+    if not vocode:
+        return Generated(None, log_mel, out.trajectory_x, out.trajectory_x0)
     phase_keys = jax.vmap(lambda k: jax.random.fold_in(k, _GLA_STREAM))(keys)
     bins = config.audio.n_fft // 2 + 1
     phase = jax.vmap(lambda k: 2 * jnp.pi * jax.random.uniform(k, (bins, frames)))(phase_keys)
@@ -243,7 +256,7 @@ def generate(
 
 
 STATIC = ("config", "stats", "seconds", "batch", "sampler", "steps", "schedule", "gla_iters", "nnls_iters",
-          "return_trajectory")
+          "return_trajectory", "vocode")
 
 generate_jit = jax.jit(generate, static_argnames=STATIC)
 """``generate`` compiled once per static arguments and input shapes."""

@@ -123,10 +123,14 @@ def _rf_sigma_to_t(sigma):
 
 
 def _rf_denoiser(model_fn: ModelFn) -> Denoiser:
-    def denoise(z, sigma):
+    def denoise(z, sigma, sigma_next=None):
+        """sigma_next (few-step models only, `fewstep.py`): the model is asked for its average
+        velocity over the step, ``model_fn(x_t, t, h)`` with ``h = t(sigma_next) - t``, so the
+        Euler step of `samplers` to sigma_next lands on ``x_t + h u`` exactly."""
         t = _rf_sigma_to_t(sigma)
         x_t = z * _bcast(t, z)
-        return x_t + _bcast(1.0 - t, z) * model_fn(x_t, t)  # x0 = x_t + (1 - t) v
+        v = model_fn(x_t, t) if sigma_next is None else model_fn(x_t, t, _rf_sigma_to_t(sigma_next) - t)
+        return x_t + _bcast(1.0 - t, z) * v  # x0 = x_t + (1 - t) v
 
     return denoise
 

@@ -45,8 +45,9 @@ def batched_pair(denoise_batched):
     Returns ``denoise_pair(z: f32[B, ...], sigma: f32[B]) -> (x0_c, x0_u)``.
     """
 
-    def denoise_pair(z, sigma):
-        out = denoise_batched(jnp.concatenate([z, z]), jnp.concatenate([sigma, sigma]))
+    def denoise_pair(z, sigma, *per_example):  # per_example: e.g. sigma_next f32[B] (fewstep)
+        doubled = [jnp.concatenate([a, a]) for a in (z, sigma, *per_example)]
+        out = denoise_batched(*doubled)
         return out[: z.shape[0]], out[z.shape[0]:]
 
     return denoise_pair
@@ -54,6 +55,9 @@ def batched_pair(denoise_batched):
 
 def cfg_denoiser(denoise_pair, scale, *, rescale=0.0, interval=(0.0, jnp.inf)):
     """A guided denoiser ``(z: f32[B, ...], sigma: f32[B]) -> x0: f32[B, ...]`` for `sample`.
+
+    Extra per-example arguments (the "fewstep" sampler's sigma_next f32[B]) pass through to
+    both branches.
 
     denoise_pair: ``(z, sigma) -> (x0_c, x0_u)``, e.g. from `batched_pair`.
     scale: guidance weight w (1 = no guidance, 0 = unconditional; 3..7 typical), [] or [B].
@@ -63,8 +67,8 @@ def cfg_denoiser(denoise_pair, scale, *, rescale=0.0, interval=(0.0, jnp.inf)):
     """
     lo, hi = interval
 
-    def denoise(z, sigma):
-        x0_c, x0_u = denoise_pair(z, sigma)
+    def denoise(z, sigma, *per_example):
+        x0_c, x0_u = denoise_pair(z, sigma, *per_example)
         guided = x0_c + (_per_example(scale, z) - 1.0) * (x0_c - x0_u)
         phi = _per_example(rescale, z)
         ratio = _std(x0_c) / jnp.maximum(_std(guided), jnp.finfo(z.dtype).tiny)

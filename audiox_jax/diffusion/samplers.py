@@ -23,6 +23,11 @@ Samplers (``d = (x - D(x, sigma)) / sigma`` is the probability-flow ODE slope dx
   "dpmpp_2m_sde" its SDE variant (Lu et al. 2022; k-diffusion "midpoint"), eta default 1.0:
                  x' = (sigma'/sigma) e^(-eta h) x + (1 - e^(-(1+eta) h)) D_d
                  + sigma' sqrt(1 - e^(-2 eta h)) n. eta=0 is "dpmpp_2m".
+  "fewstep"      for few-step models (`fewstep.py`, DiT ``interval=True``): the denoiser also
+                 gets sigma' and returns the x0 whose Euler step lands where the model's
+                 average velocity over the whole step goes, x' = x_t + h u(x_t, t, h)
+                 (``denoise(z, sigma, sigma_next)``). 1 call/step. With an h=0 model it is
+                 "euler". Use it with schedule "uniform_t_end" (equal steps in t up to the data).
 The second-order history is used only when the previous step moved (h_prev > 0), so the
 no-op steps of `variation_start` keep the solvers exact.
 
@@ -85,6 +90,11 @@ def _euler_step(denoise, x, state, sigma, sigma_next, noise, eta):
     return x0 + (sigma_next / sigma) * (x - x0), state, x0
 
 
+def _fewstep_step(denoise, x, state, sigma, sigma_next, noise, eta):
+    x0 = denoise(x, _sigma_vec(sigma, x), _sigma_vec(sigma_next, x))
+    return x0 + (sigma_next / sigma) * (x - x0), state, x0
+
+
 def _heun_step(denoise, x, state, sigma, sigma_next, noise, eta):
     x0 = denoise(x, _sigma_vec(sigma, x))
     d = (x - x0) / sigma
@@ -136,6 +146,7 @@ def _one_per_step(steps):
 
 _SOLVERS = {
     "euler": _Solver(_euler_step, _no_state, _one_per_step, False, 0.0, False),
+    "fewstep": _Solver(_fewstep_step, _no_state, _one_per_step, False, 0.0, False),
     "heun": _Solver(_heun_step, _no_state, lambda steps: 2 * steps - 1, False, 0.0, False),
     "ddim": _Solver(_ddim_step, _no_state, _one_per_step, True, 0.0, True),
     "ddpm": _Solver(_ddim_step, _no_state, _one_per_step, True, 1.0, False),
@@ -186,7 +197,8 @@ def sample(denoise, x_init, sigmas, keys, *, sampler: str = "euler", eta=None,
            inpaint=None, return_trajectory: bool = False) -> SampleOutput:
     """Integrate from ``x_init`` at sigmas[0] down to sigmas[-1] (= 0).
 
-    denoise: ``(z: f32[B, ...], sigma: f32[B]) -> x0_hat: f32[B, ...]``.
+    denoise: ``(z: f32[B, ...], sigma: f32[B]) -> x0_hat: f32[B, ...]`` ("fewstep": also
+        ``sigma_next: f32[B]``).
     x_init: f32[B, ...], noise already scaled by sigmas[0] (`initial_noise`).
     sigmas: f32[steps + 1] descending, last 0 (`schedules.sigmas`); may be traced.
     keys: key[B] (or uint32[B, 2]), one per sample; see the module docstring.
@@ -207,7 +219,7 @@ def sample(denoise, x_init, sigmas, keys, *, sampler: str = "euler", eta=None,
     _check(x_init, sigmas, keys, inpaint)
     eta = jnp.asarray(solver.eta if eta is None else eta, x_init.dtype)
     steps = sigmas.shape[0] - 1
-    den = lambda z, sigma: denoise(z, sigma).astype(z.dtype)  # noqa: E731  (x_init's dtype rules)
+    den = lambda z, *args: denoise(z, *args).astype(z.dtype)  # noqa: E731  (x_init's dtype rules)
 
     def body(carry, xs):
         x, state = carry

@@ -16,6 +16,11 @@ Schedules:
   "uniform_t"     uniform in the formulation's own time t between t(sigma_max) and
                   t(sigma_min); needs ``formulation`` for the t <-> sigma maps. For "rf"
                   this is the usual flow-matching Euler grid.
+  "uniform_t_end" uniform in t from t(sigma_max) to the clean end t(0): ``steps`` equal steps,
+                  the last one landing on the data. The one schedule that ignores sigma_min
+                  (its last non-zero level is one step before the data). Made for the
+                  "fewstep" sampler: 2 steps of an rf model go t = 0.001 -> 0.5005 -> 1.
+                  Needs ``formulation``.
   "shifted"       the SD3 time shift (Esser et al. 2024) of a uniform grid in the rf noise
                   level u = sigma / (1 + sigma): u' = shift u / (1 + (shift - 1) u), which in
                   VE terms multiplies sigma by ``shift``. The grid is placed so that the
@@ -33,7 +38,7 @@ import jax.numpy as jnp
 
 from audiox_jax.errors import ParamError
 
-SCHEDULES = ("karras", "exponential", "logsnr_linear", "uniform_t", "shifted")
+SCHEDULES = ("karras", "exponential", "logsnr_linear", "uniform_t", "uniform_t_end", "shifted")
 
 
 def _positive(name, value, fix):
@@ -53,8 +58,8 @@ def _check(schedule, steps, sigma_min, sigma_max, rho, shift, formulation):
             and not sigma_max > sigma_min):
         raise ParamError(f"sigma_max={sigma_max} must be > sigma_min={sigma_min}; pass the "
                          "formulation's sigma_min and sigma_max")
-    if schedule == "uniform_t" and formulation is None:
-        raise ParamError("schedule='uniform_t' needs formulation=<Formulation> for its "
+    if schedule in ("uniform_t", "uniform_t_end") and formulation is None:
+        raise ParamError(f"schedule={schedule!r} needs formulation=<Formulation> for its "
                          "t <-> sigma maps; pass formulation=get_formulation(name)")
 
 
@@ -67,7 +72,7 @@ def sigmas(schedule: str, steps: int, *, sigma_min, sigma_max, rho=7.0, shift=1.
     sigma_min, sigma_max: VE noise range, 0 < sigma_min < sigma_max.
     rho: "karras" only, the warping exponent (7.0 as in Karras et al.).
     shift: "shifted" only, the SD3 shift (1.0 = none, 3.0 as in SD3).
-    formulation: "uniform_t" only, a `formulations.Formulation`.
+    formulation: "uniform_t" and "uniform_t_end" only, a `formulations.Formulation`.
     """
     _check(schedule, steps, sigma_min, sigma_max, rho, shift, formulation)
     ramp = jnp.linspace(0.0, 1.0, steps)  # [steps], 0 at sigma_max
@@ -80,6 +85,10 @@ def sigmas(schedule: str, steps: int, *, sigma_min, sigma_max, rho=7.0, shift=1.
     elif schedule == "uniform_t":
         t_hi, t_lo = formulation.sigma_to_t(hi), formulation.sigma_to_t(lo)
         s = formulation.t_to_sigma(t_hi + ramp * (t_lo - t_hi))
+    elif schedule == "uniform_t_end":
+        t_hi, t_end = formulation.sigma_to_t(hi), formulation.sigma_to_t(jnp.float32(0.0))
+        s = formulation.t_to_sigma(t_hi + jnp.arange(steps) / steps * (t_end - t_hi))
+        return jnp.concatenate([s.at[0].set(hi), jnp.zeros((1,), s.dtype)]).astype(jnp.float32)
     else:  # shifted: unshift the end points, uniform grid in g, then shift back.
         g_hi, g_lo = hi / (hi + shift), lo / (lo + shift)  # g = unshift(u(sigma))
         g = g_hi + ramp * (g_lo - g_hi)

@@ -75,7 +75,7 @@ def _setup(model: str, data: str, probes_dir: str | None, progress: bool) -> _Se
     return _Setup(pipe, cache, probes, maps, order, man.item_samples / config.audio.sr)
 
 
-def _generate_fn(s: _Setup, sampler: str | None, steps: int | None, cfg: float):
+def _generate_fn(s: _Setup, sampler: str | None, steps: int | None, cfg: float, schedule: str | None = None):
     """``(cache label ids i32[B, n_labels], seed) -> audio f32[B, samples]`` for report.evaluate."""
     from audiox_jax import pipeline
 
@@ -85,7 +85,7 @@ def _generate_fn(s: _Setup, sampler: str | None, steps: int | None, cfg: float):
         model_ids = np.stack([s.maps[c][ids[:, c]] for c in s.order], axis=1)
         out = pipeline.generate_jit(gm.params, jax.random.key(seed), {"labels": jnp.asarray(model_ids)}, config=config,
                                     stats=gm.stats, seconds=s.item_seconds, sampler=sampler, steps=steps,
-                                    cfg=pipeline.guidance_scale(cfg, config))
+                                    schedule=schedule, cfg=pipeline.guidance_scale(cfg, config))
         return np.asarray(out.audio)
 
     return generate_fn
@@ -102,6 +102,7 @@ def evaluate_model(
     sampler: str | None = None,
     steps: int | None = None,
     cfg: float | None = None,
+    schedule: str | None = None,
     progress: bool = True,
 ) -> dict:
     """Generate one note per (instrument, pitch) pair of ``data`` with ``model`` and measure it."""
@@ -111,10 +112,11 @@ def evaluate_model(
     s = _setup(model, data, probes_dir, progress)
     config = s.pipe.config
     cfg = config.sampling.cfg if cfg is None else cfg
-    report = evaluate(_generate_fn(s, sampler, steps, cfg), label_combos(s.cache), s.cache, s.probes,
+    report = evaluate(_generate_fn(s, sampler, steps, cfg, schedule), label_combos(s.cache), s.cache, s.probes,
                       samples_per_combo=samples_per_combo, batch_size=batch_size, seed=seed, progress=progress)
     report["model"] = {"path": model, "sampler": sampler or config.sampling.sampler,
                        "steps": steps or config.sampling.steps, "cfg": cfg,
+                       "schedule": schedule or config.sampling.schedule,
                        "nfe": pipeline.nfe(config, sampler, steps)}
     return report
 
@@ -134,9 +136,11 @@ def sweep_model(
 ) -> dict:
     """Quality against steps: evaluate ``model`` for every sampler x steps.
 
+    samplers: names from ``diffusion.SAMPLERS``, each optionally with its own schedule as
+      ``"sampler@schedule"`` (e.g. "euler@uniform_t_end"); otherwise the model's schedule.
     Uses ``max_combos`` evenly spaced label combinations of the data (None: all). Wall time
     per clip excludes compilation (each setting is compiled and run once before timing).
-    Returns {"settings": [{"sampler", "steps", "nfe", "pitch_accuracy", "probe_accuracy":
+    Returns {"settings": [{"name" (the entry as given), "sampler", "schedule", "steps", "nfe", "pitch_accuracy", "probe_accuracy":
     {label: acc}, "frechet": {label: fd}, "wall_s_per_clip"}], ...}.
     """
     from audiox_jax import pipeline
@@ -149,20 +153,22 @@ def sweep_model(
     if max_combos is not None and len(combos) > max_combos:
         combos = combos[np.linspace(0, len(combos) - 1, max_combos).round().astype(int)]
     settings = []
-    for sampler in samplers:
+    for name in samplers:
+        sampler, _, schedule = name.partition("@")
+        schedule = schedule or config.sampling.schedule
         for n in steps:
-            fn = _generate_fn(s, sampler, n, cfg)
+            fn = _generate_fn(s, sampler, n, cfg, schedule)
             fn(np.repeat(combos[:1], batch_size, axis=0), seed)  # compile outside the timing
             r = evaluate(fn, combos, s.cache, s.probes, batch_size=batch_size, seed=seed, progress=False)
             settings.append({
-                "sampler": sampler, "steps": n, "nfe": pipeline.nfe(config, sampler, n),
+                "name": name, "sampler": sampler, "schedule": schedule, "steps": n, "nfe": pipeline.nfe(config, sampler, n),
                 "pitch_accuracy": r.get("pitch", {}).get("accuracy"),
                 "probe_accuracy": {k: v["accuracy_generated"] for k, v in r["probe"].items()},
                 "frechet": {k: v["generated"] for k, v in r["frechet"].items()},
                 "wall_s_per_clip": r["generation_wall_s"] / r["generated"],
             })
             if progress:
-                print(f"sweep {sampler:>9} {n:>3} steps: pitch {settings[-1]['pitch_accuracy']}, "
+                print(f"sweep {name:>9} {n:>3} steps: pitch {settings[-1]['pitch_accuracy']}, "
                       f"probe {settings[-1]['probe_accuracy']}", flush=True)
     return {"model": model, "cfg": cfg, "combinations": len(combos), "seed": seed, "settings": settings}
 
@@ -180,8 +186,8 @@ def plot_sweep(result: dict, path: str) -> str:
     metrics += [(f"{k} probe accuracy", lambda r, k=k: r["probe_accuracy"][k]) for k in labels]
     metrics += [(f"FD ({k} probe)", lambda r, k=k: r["frechet"][k]) for k in labels]
     fig, axes = plt.subplots(2, len(metrics), figsize=(3.6 * len(metrics), 6.4), squeeze=False)
-    for sampler in dict.fromkeys(r["sampler"] for r in rows):
-        rs = [r for r in rows if r["sampler"] == sampler]
+    for sampler in dict.fromkeys(r.get("name", r["sampler"]) for r in rows):
+        rs = [r for r in rows if r.get("name", r["sampler"]) == sampler]
         for j, (name, get) in enumerate(metrics):
             ys = [get(r) for r in rs]
             axes[0, j].plot([r["nfe"] for r in rs], ys, "o-", label=sampler)

@@ -19,6 +19,11 @@ Conventions, stated once:
   rotary position 0 (no rotation); audio token i has position i, so any length runs.
 - Params are always float32; `dtype` is the compute dtype; the output is float32.
 - Missing cond keys mean "unconditional" for that input (labels -1, vec 0, no seq).
+- Interval (few-step models, ``interval=True``): a second scalar h f32[B] >= 0, the length of
+  the step the output should cover in formulation time (``diffusion.fewstep``), is embedded
+  like t (its own MLP, last Dense zero-initialised) and added to c. So a model made by
+  fine-tuning a plain checkpoint starts as exactly that checkpoint for every h, and h=0
+  (the default when h is not passed) is the instantaneous prediction.
 """
 import dataclasses
 import math
@@ -49,6 +54,7 @@ class DiTConfig:
     time_scale: t is multiplied by this before the sinusoid (1000 for t in [0, 1]).
     attn_impl: passed to jax.nn.dot_product_attention; None is XLA in jax 0.10, "cudnn" asks
     for the cuDNN flash kernel (GPU, bfloat16 only).
+    interval: also condition on the step length h (few-step objectives, ``diffusion.fewstep``).
     """
 
     n_mels: int = 80
@@ -65,6 +71,7 @@ class DiTConfig:
     remat: bool = False
     time_scale: float = 1000.0
     attn_impl: str | None = None
+    interval: bool = False
 
     def __post_init__(self):
         for name in ("n_mels", "patch", "dim", "depth", "heads"):
@@ -248,14 +255,22 @@ class DiT(nn.Module):
     config: DiTConfig
 
     @nn.compact
-    def __call__(self, x: jax.Array, t: jax.Array, cond: dict | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, t: jax.Array, cond: dict | None = None,
+                 h: jax.Array | None = None) -> jax.Array:
         """Predict f32[B, n_mels, T] from x f32[B, n_mels, T] and t f32[B] (formulation units).
 
         cond (each key optional; see module docstring): "labels" i32[B, n_labels] (-1 = null),
         "vec" f32[B, vec_dim], "seq" f32[B, L, seq_dim], "seq_mask" bool[B, L] (True = use).
+        h: f32[B] step length in t units, only for ``config.interval`` models (None = 0).
         """
         cfg, dt = self.config, _DTYPES[self.config.dtype]
         cond = _complete_cond(cfg, x, t, cond)
+        if h is not None and not cfg.interval:
+            raise ParamError("h= (a step length) was passed to a DiT without interval conditioning; "
+                             "train a few-step model (model.interval: true) or drop h")
+        if h is not None and jnp.shape(h) != t.shape:
+            raise ParamError(f"h.shape={jnp.shape(h)} must equal t.shape={t.shape}")
+        step_len = h  # the name h is the token activations below
         B, _, T = x.shape
         N, D, p = T // cfg.patch, cfg.dim, cfg.patch
 
@@ -265,6 +280,10 @@ class DiT(nn.Module):
 
         c = timestep_features(t.astype(jnp.float32) * cfg.time_scale).astype(dt)  # [B, 256]
         c = _dense(D, dt, name="t_mlp_out")(nn.silu(_dense(D, dt, name="t_mlp_in")(c)))  # [B, D]
+        if cfg.interval:
+            step_len = jnp.zeros_like(t) if step_len is None else step_len
+            e = timestep_features(step_len.astype(jnp.float32) * cfg.time_scale).astype(dt)  # [B, 256]
+            c = c + _dense(D, dt, zero=True, name="h_mlp_out")(nn.silu(_dense(D, dt, name="h_mlp_in")(e)))
         for i, (name, n) in enumerate(cfg.labels):
             lab = cond["labels"][:, i]  # [B]
             bad = (lab < -1) | (lab >= n)  # -> row n+1, out of the table: NaN, so it shows
@@ -373,7 +392,8 @@ def flops_per_forward(config: DiTConfig, frames: int, batch: int = 1, seq_len: i
         return 2.0 * m * k * n
 
     f = mm(B * N, cfg.patch * cfg.n_mels, D)  # patch embed
-    f += mm(B, FREQ_DIM, D) + mm(B, D, D) + mm(B, cfg.vec_dim, D)  # timestep MLP, vec
+    f += (2 if cfg.interval else 1) * (mm(B, FREQ_DIM, D) + mm(B, D, D))  # timestep (and interval) MLPs
+    f += mm(B, cfg.vec_dim, D)  # vec projection
     f += mm(B * seq_len, cfg.seq_dim, D) if cfg.seq_dim else 0.0  # seq projection
     Ns = N + S if cfg.seq_mode == "prepend" else N  # tokens in self-attention
     block = mm(B, D, 6 * D)  # adaLN

@@ -165,10 +165,51 @@ def make_layout(config: Config, optimizer: optax.GradientTransformation, ema_fn:
                   make_pmap_eval_fn(config))
 
 
-def fresh_state(config: Config, layout: Layout, optimizer, ema_fn: Ema) -> TrainState:
-    """The step-0 state, built in place: ``jit(init, out_shardings=layout.shardings)``, then placed."""
-    state = jax.jit(lambda: init_state(config, optimizer, ema_fn), out_shardings=layout.shardings)()
+def fresh_state(config: Config, layout: Layout, optimizer, ema_fn: Ema, params=None) -> TrainState:
+    """The step-0 state, built in place: ``jit(init, out_shardings=layout.shardings)``, then placed.
+    ``params``: start from these (host arrays, ``init_from_model``) instead of fresh ones."""
+    if params is None:
+        state = jax.jit(lambda: init_state(config, optimizer, ema_fn), out_shardings=layout.shardings)()
+    else:
+        state = jax.jit(lambda p: init_state(config, optimizer, ema_fn, p), out_shardings=layout.shardings)(params)
     return layout.place(state)
+
+
+def init_from_model(config: Config, data: TrainData, source: str) -> tuple[Any, TrainData]:
+    """Params to start a run from (``train.init_from``) and the data with the source's stats.
+
+    The source model (built-in name, model folder or workdir) must have this run's audio
+    config, label vocabulary and model config up to ``interval``. Its params fill the fresh
+    params' tree; leaves it lacks (the interval embedding) keep their fresh initialisation.
+    """
+    from audiox_jax.generator import load_pipeline
+    from audiox_jax.training.state import init_params
+
+    src = load_pipeline(source).model
+    what = f"train.init_from={source!r}"
+    if src.config.audio != config.audio:
+        raise ParamError(f"{what} has another audio front end ({src.config.audio}); use its audio config")
+    if dataclasses.replace(src.config.model, interval=config.model.interval) != config.model:
+        raise ParamError(f"{what} has model config {src.config.model}, this run {config.model}; "
+                         "only model.interval may differ")
+    if src.vocab != data.vocab:
+        raise ParamError(f"{what} was trained with labels {src.vocab}, the data has {data.vocab}; "
+                         "prepare the data with the same labels")
+    fresh = jax.device_get(jax.jit(lambda: init_params(config, streams(config.train.seed).init))())
+    flat_src = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(src.params)}
+    unused = set(flat_src)
+
+    def take(path, leaf):
+        name = jax.tree_util.keystr(path)
+        if name in flat_src and np.shape(flat_src[name]) == np.shape(leaf):
+            unused.discard(name)
+            return np.asarray(flat_src[name], np.float32)
+        return leaf
+
+    params = jax.tree_util.tree_map_with_path(take, fresh)
+    if unused:
+        raise ParamError(f"{what}: its params {sorted(unused)[:4]} have no place in this model; use a matching config")
+    return params, data._replace(stats=src.stats)
 
 
 def restore_or_init(config: Config, layout: Layout, optimizer, ema_fn: Ema, manager, it: BatchIterator,
@@ -176,10 +217,14 @@ def restore_or_init(config: Config, layout: Layout, optimizer, ema_fn: Ema, mana
     """The state to start from, its step (updates done), and the data with the run's stats.
 
     Restore order: 1. the latest checkpoint in the workdir (a resumed run: state, data
-    position, normalisation stats); 2. scratch (fresh params, built in place with
+    position, normalisation stats); 2. ``train.init_from`` (params, EMA and stats of a trained
+    model, :func:`init_from_model`); 3. scratch (fresh params, built in place with
     ``jit(init, out_shardings=...)`` from the shapes).
     """
     step = manager.latest_step()
+    if step is None and config.train.init_from:
+        params, data = init_from_model(config, data, config.train.init_from)
+        return fresh_state(config, layout, optimizer, ema_fn, params), 0, data
     if step is None:
         return fresh_state(config, layout, optimizer, ema_fn), 0, data
     _check_resumable(ckpt.restore_config(manager, step), config, manager.directory)
@@ -269,8 +314,8 @@ def _checked_metrics(pending: list[_Pending], layout: Layout, data: TrainData, m
     per_update: dict[int, list[dict]] = {}
     for p, m in zip(pending, host):
         per_update.setdefault(p.step, []).append(m)
-    return [{"step": s, "loss": float(np.mean([m["loss"] for m in ms])),
-             "grad_norm": float(np.mean([m["grad_norm"] for m in ms])),
+    means = ["loss", "grad_norm"] + sorted(k for k in host[0] if k.startswith("loss_"))  # + few-step parts
+    return [{"step": s, **{k: float(np.mean([m[k] for m in ms])) for k in means},
              **{k: float(ms[-1][k]) for k in ("param_norm", "update_norm", "lr")}}
             for s, ms in per_update.items()]
 
@@ -287,8 +332,8 @@ def _non_finite_message(p: _Pending, m: dict, data: TrainData, manager) -> str:
 
 
 def _summary(step: int, window: list[dict], rate: float) -> dict:
-    return {"step": step, "loss": float(np.mean([w["loss"] for w in window])),
-            "grad_norm": float(np.mean([w["grad_norm"] for w in window])),
+    means = ["loss", "grad_norm"] + sorted(k for k in window[0] if k.startswith("loss_"))
+    return {"step": step, **{k: float(np.mean([w[k] for w in window])) for k in means},
             **{k: window[-1][k] for k in ("param_norm", "update_norm", "lr")}, "steps_per_s": rate}
 
 

@@ -106,9 +106,12 @@ def init_params(config: Config, key: jax.Array):
     return DiT(config.model).init(key, *example_inputs(config))["params"]
 
 
-def init_state(config: Config, optimizer: optax.GradientTransformation, ema_fn: Ema) -> TrainState:
-    """The state at step 0 (pure in the config: jit it with ``out_shardings`` to build it in place)."""
+def init_state(config: Config, optimizer: optax.GradientTransformation, ema_fn: Ema, params=None) -> TrainState:
+    """The state at step 0 (pure in the config: jit it with ``out_shardings`` to build it in place).
+
+    params: start from these (``train.init_from``) instead of fresh ones; the EMA starts there too.
+    """
     keys = streams(config.train.seed)
-    params = init_params(config, keys.init)
+    params = init_params(config, keys.init) if params is None else params
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, ema=ema_fn.init(params),
                       opt_state=optimizer.init(params), key=jax.random.key_data(keys.train))

@@ -31,6 +31,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from audiox_jax.config import Config
+from audiox_jax.diffusion import fewstep
 from audiox_jax.models.dit import DiT, drop_cond
 from audiox_jax.training.ema import Ema
 from audiox_jax.training.sharding import AXIS, batch_sharding
@@ -43,23 +44,38 @@ def make_example_loss(config: Config) -> ExampleLoss:
     """``losses(params, x0 f32[B, n_mels, T], labels i32[B, n_labels], keys key[B]) -> f32[B]``.
 
     Each example is its own batch of one under ``vmap``, so its noise comes from its key alone.
+    Few-step objectives (``diffusion.objective``, `diffusion.fewstep`): the first
+    ``consistency_count(B)`` examples of the micro-batch are consistency examples, the rest
+    flow matching (under pmap: of each device's share).
     """
     model = DiT(config.model)
-    form = config.diffusion.make_formulation()
-    options = config.diffusion.loss_options()
-    p_drop = config.diffusion.cond_dropout
+    dc = config.diffusion
+    form, options = dc.make_formulation(), dc.loss_options()
     labelled = bool(config.model.labels)
 
-    def one(params, x0, labels, key):  # x0 f32[n_mels, T], labels i32[n_labels]
+    def example(loss_fn, params, x0, labels, key):  # x0 f32[n_mels, T], labels i32[n_labels]
         k_drop, k_loss = jax.random.split(key)
-        cond = drop_cond({"labels": labels[None]}, k_drop, p_drop) if labelled else None
+        cond = drop_cond({"labels": labels[None]}, k_drop, dc.cond_dropout) if labelled else None
 
-        def model_fn(x, t):
-            return model.apply({"params": params}, x, t, cond)
+        def model_fn(x, t, *h):  # h: the step length, few-step consistency examples only
+            return model.apply({"params": params}, x, t, cond, *h)
 
-        return form.loss(model_fn, x0[None], k_loss, **options)[0]
+        return loss_fn(model_fn, x0[None], k_loss)[0]
 
-    return jax.vmap(one, in_axes=(None, 0, 0, 0))
+    diffusion = jax.vmap(functools.partial(example, functools.partial(form.loss, **options)), in_axes=(None, 0, 0, 0))
+    if dc.objective == "diffusion":
+        return diffusion
+    consistency = jax.vmap(functools.partial(example, functools.partial(
+        fewstep.CONSISTENCY_LOSSES[dc.objective], **dc.consistency_options())), in_axes=(None, 0, 0, 0))
+
+    def losses(params, x0, labels, keys):
+        n = fewstep.consistency_count(x0.shape[0], dc.consistency_fraction)
+        parts = [consistency(params, x0[:n], labels[:n], keys[:n])] if n else []
+        if n < x0.shape[0]:
+            parts.append(diffusion(params, x0[n:], labels[n:], keys[n:]))
+        return jnp.concatenate(parts)
+
+    return losses
 
 
 def example_keys(key_data: jax.Array, update: jax.Array, first: jax.Array, batch: int) -> jax.Array:
@@ -68,16 +84,26 @@ def example_keys(key_data: jax.Array, update: jax.Array, first: jax.Array, batch
     return jax.vmap(lambda i: jax.random.fold_in(step_key, i))(first + jnp.arange(batch))
 
 
-def _loss_and_grads(losses: ExampleLoss, state: TrainState, batch: dict, first, grad_accum: int):
+def _loss_and_grads(losses: ExampleLoss, state: TrainState, batch: dict, first, grad_accum: int, n_consistency: int = 0):
+    """``({"loss": mean loss[, "loss_consistency", "loss_flow"]}, grads)``: the few-step objectives
+    also report their two kinds of examples apart (the first ``n_consistency`` of the batch)."""
     keys = example_keys(state.key, state.step // grad_accum, first, batch["x0"].shape[0])
 
     def mean_loss(params):
-        return jnp.mean(losses(params, batch["x0"], batch["labels"], keys))
+        per = losses(params, batch["x0"], batch["labels"], keys)
+        parts = {"loss_consistency": jnp.mean(per[:n_consistency]), "loss_flow": jnp.mean(per[n_consistency:])}
+        return jnp.mean(per), parts if n_consistency else {}
 
-    return jax.value_and_grad(mean_loss)(state.params)
+    (loss, parts), grads = jax.value_and_grad(mean_loss, has_aux=True)(state.params)
+    return {"loss": loss, **parts}, grads
 
 
-def _apply(state: TrainState, loss, grads, *, optimizer: optax.GradientTransformation, ema_fn: Ema,
+def _consistency_count(config: Config, micro_batch: int) -> int:
+    dc = config.diffusion
+    return 0 if dc.objective == "diffusion" else fewstep.consistency_count(micro_batch, dc.consistency_fraction)
+
+
+def _apply(state: TrainState, loss: dict, grads, *, optimizer: optax.GradientTransformation, ema_fn: Ema,
            schedule: optax.Schedule, grad_accum: int) -> tuple[TrainState, dict]:
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -86,7 +112,7 @@ def _apply(state: TrainState, loss, grads, *, optimizer: optax.GradientTransform
         updated = (state.step + 1) % grad_accum == 0
         ema = jax.tree.map(lambda new, old: jnp.where(updated, new, old), ema, state.ema)
     metrics = {
-        "loss": loss,
+        **loss,  # "loss" (and the few-step objectives' parts)
         "grad_norm": optax.tree.norm(grads),
         "update_norm": optax.tree.norm(updates),
         "param_norm": optax.tree.norm(params),
@@ -105,7 +131,7 @@ def make_jit_step(config: Config, optimizer: optax.GradientTransformation, ema_f
 
     def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         first = (state.step % k) * batch["x0"].shape[0]
-        loss, grads = _loss_and_grads(losses, state, batch, first, k)
+        loss, grads = _loss_and_grads(losses, state, batch, first, k, _consistency_count(config, batch["x0"].shape[0]))
         return _apply(state, loss, grads, optimizer=optimizer, ema_fn=ema_fn, schedule=schedule, grad_accum=k)
 
     replicated = NamedSharding(mesh, P())
@@ -124,7 +150,7 @@ def make_pmap_step(config: Config, optimizer: optax.GradientTransformation, ema_
     def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         per_device = batch["x0"].shape[0]
         first = (state.step % k) * per_device * n_devices + jax.lax.axis_index(AXIS) * per_device
-        loss, grads = _loss_and_grads(losses, state, batch, first, k)
+        loss, grads = _loss_and_grads(losses, state, batch, first, k, _consistency_count(config, per_device))
         loss, grads = jax.lax.pmean((loss, grads), AXIS)
         return _apply(state, loss, grads, optimizer=optimizer, ema_fn=ema_fn, schedule=schedule, grad_accum=k)
 
