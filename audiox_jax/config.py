@@ -47,9 +47,15 @@ class DiffusionConfig:
       "meanflow" (audiox_jax.diffusion.fewstep; needs formulation rf and model.interval).
     consistency_fraction: few-step objectives, the share of each batch spent on consistency
       examples (the rest is flow matching). min_interval: the shortest step they train.
-      adaptive_p: the adaptive loss weight's power on consistency examples (0 = plain MSE).
-      meanflow_velocity: "model" (the model's own h=0 velocity) or "data" (x0 - eps).
+      adaptive_p: the adaptive loss weight's power on consistency examples (0 = plain MSE);
+      None = the objective's default: shortcut 0 (Frans et al.), meanflow 1 (Geng et al.; with
+      0 it diverged here).
+      meanflow_velocity: "data" (x0 - eps, the paper's) or "model" (the model's own h=0 velocity).
       substeps: shortcut, how many sub-steps of the model make one target (2 = Frans et al.).
+      teacher: distil from a trained flow model (built-in name, model folder or workdir, with
+      this run's data stats): its frozen velocity makes the shortest sub-steps of the shortcut
+      targets and MeanFlow's v, instead of the model's own h=0 answer. With a teacher,
+      consistency_fraction may be 1 (no flow-matching examples).
     """
 
     formulation: str = "rf"
@@ -63,9 +69,10 @@ class DiffusionConfig:
     objective: str = "diffusion"
     consistency_fraction: float = 0.25
     min_interval: float = 0.0078125
-    adaptive_p: float = 1.0
-    meanflow_velocity: str = "model"
+    adaptive_p: float | None = None
+    meanflow_velocity: str = "data"
     substeps: int = 2
+    teacher: str | None = None
 
     def __post_init__(self):
         from audiox_jax.diffusion.fewstep import OBJECTIVES, VELOCITIES
@@ -75,10 +82,11 @@ class DiffusionConfig:
         _choice("diffusion.meanflow_velocity", self.meanflow_velocity, VELOCITIES)
         if self.substeps < 2:
             raise ParamError(f"diffusion.substeps={self.substeps} must be >= 2 (2 = the shortcut rule)")
-        if self.adaptive_p < 0:
+        if self.adaptive_p is not None and self.adaptive_p < 0:
             raise ParamError(f"diffusion.adaptive_p={self.adaptive_p} must be >= 0 (0 = plain MSE, 1 = MeanFlow's)")
-        if not 0.0 < self.consistency_fraction < 1.0:
-            raise ParamError(f"diffusion.consistency_fraction={self.consistency_fraction} must be in (0, 1); 0.25 is usual")
+        if not 0.0 < self.consistency_fraction <= (1.0 if self.teacher else 0.999):
+            raise ParamError(f"diffusion.consistency_fraction={self.consistency_fraction} must be in (0, 1) "
+                             "(up to 1 with a diffusion.teacher); 0.25 is usual")
         if not 0.0 < self.min_interval < 1.0:
             raise ParamError(f"diffusion.min_interval={self.min_interval} must be in (0, 1); 1/128 = 0.0078125 is usual")
 
@@ -100,7 +108,8 @@ class DiffusionConfig:
 
     def consistency_options(self) -> dict:
         """Keyword options for the few-step consistency losses (``diffusion.fewstep``)."""
-        return {"min_interval": self.min_interval, "adaptive_p": self.adaptive_p, "velocity": self.meanflow_velocity,
+        p = self.adaptive_p if self.adaptive_p is not None else (1.0 if self.objective == "meanflow" else 0.0)
+        return {"min_interval": self.min_interval, "adaptive_p": p, "velocity": self.meanflow_velocity,
                 "substeps": self.substeps}
 
     def loss_options(self) -> dict:

@@ -64,6 +64,24 @@ def test_shortcut_target_of_the_exact_flow_is_the_exact_average_velocity():
     np.testing.assert_allclose(shortcut_target(exact_u, x, t, h), exact_u(x, t, h), atol=2e-5)
 
 
+def test_shortcut_target_takes_short_substeps_from_the_teacher():
+    """Sub-steps below min_interval come from flow_fn (the teacher), never from the model's h=0 answer."""
+    x, t, h = _points()
+    h = h * 0.1  # every sub-step h/4 < min_interval = 0.1
+    broken = lambda x, t, h: jnp.where(_bcast1(h) > 0, exact_u(x, t, h), 100.0)  # noqa: E731
+    got = shortcut_target(broken, x, t, h, min_interval=0.1, substeps=4, flow_fn=exact_u)
+    want, xs = jnp.zeros_like(x), x  # 4 Euler steps of the exact flow, averaged
+    for k in range(4):
+        v = exact_u(xs, t + k * h / 4)
+        want, xs = want + v / 4, xs + (h / 4)[:, None] * v
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(got, exact_u(x, t, h), atol=0.15)  # and near the true average (Euler error)
+
+
+def _bcast1(h):
+    return h[:, None]
+
+
 def test_meanflow_target_with_the_true_velocity_is_the_exact_average_velocity():
     x, t, h = _points()
     u, target = meanflow_target(exact_u, x, t, h, exact_u(x, t))
@@ -269,3 +287,72 @@ def test_fewstep_sampler_on_a_plain_model_names_the_fix():
     with pytest.raises(ParamError, match="few-step model"):
         pipeline.generate(params, jax.random.key(0), None, config=cfg, stats=MelStats(kind="range", lo=-11.5, hi=2.0),
                           seconds=0.5, batch=1, sampler="fewstep", steps=2)
+
+
+# ------------------------------------------------------------------ training
+
+
+def _tiny(*overrides):
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return load_config(os.path.join(root, "configs", "tiny.yaml"),
+                       ["train.eval_every=0", "train.demo_every=0", "train.ckpt_every=0", *overrides])
+
+
+FEW = ["model.interval=true", "diffusion.objective=shortcut", "sampling.sampler=fewstep",
+       "sampling.schedule=uniform_t_end", "sampling.steps=2"]
+
+
+def test_few_step_training_from_scratch_reduces_both_losses(tmp_path):
+    from audiox_jax.training.loop import train
+    from audiox_jax.training.metrics import read_metrics
+
+    cfg = _tiny(*FEW, "train.steps=150", "train.log_every=10", "diffusion.consistency_fraction=0.5")
+    train(cfg, str(tmp_path), progress=False)
+    rows = [r for r in read_metrics(str(tmp_path)) if "loss" in r]
+    assert all("loss_consistency" in r and "loss_flow" in r for r in rows)
+    flow = [r["loss_flow"] for r in rows]
+    assert flow[-1] < 0.7 * flow[0], flow
+    assert all(np.isfinite(r["loss_consistency"]) for r in rows)
+
+
+def test_init_from_a_trained_model_starts_exactly_there(tmp_path):
+    from audiox_jax.modelio import load_for_generation
+    from audiox_jax.training.data import load_train_data
+    from audiox_jax.training.loop import init_from_model, train
+
+    src_dir = tmp_path / "src"
+    train(_tiny("train.steps=5", "model.depth=1"), str(src_dir), progress=False)
+    src = load_for_generation(str(src_dir / "model"))
+    cfg = _tiny(*FEW, "model.depth=1", "train.steps=3", "train.log_every=1", f"train.init_from={src_dir / 'model'}")
+    data = load_train_data(cfg)
+    params, data2 = init_from_model(data.config, data, cfg.train.init_from)
+    assert data2.stats == src.stats
+    x = jax.random.normal(jax.random.key(0), (2, cfg.model.n_mels, 8))
+    t, cond = jnp.array([0.3, 0.8]), {"labels": jnp.array([[0, 1], [2, -1]], jnp.int32)}
+    want = DiT(src.config.model).apply({"params": src.params}, x, t, cond)
+    for h in (None, jnp.array([0.5, 0.1])):
+        got = DiT(data.config.model).apply({"params": params}, x, t, cond, h)
+        np.testing.assert_allclose(got, want, atol=1e-6)  # the interval embedding starts at zero
+    result = train(cfg, str(tmp_path / "fast"), progress=False)  # and the run goes on from there
+    assert int(result.state.step) == 3
+    with pytest.raises(ParamError, match="only model.interval may differ"):
+        init_from_model(_tiny(*FEW, "model.depth=2").__class__(**{**data.config.__dict__,
+                        "model": dataclasses.replace(data.config.model, depth=2)}), data, str(src_dir / "model"))
+
+
+def test_distillation_from_a_frozen_teacher_trains_consistency_only(tmp_path):
+    from audiox_jax.training.loop import train
+    from audiox_jax.training.metrics import read_metrics
+
+    src = tmp_path / "src"
+    train(_tiny("train.steps=5", "model.depth=1"), str(src), progress=False)
+    cfg = _tiny(*FEW, "model.depth=1", "train.steps=4", "train.log_every=1", f"train.init_from={src / 'model'}",
+                f"diffusion.teacher={src / 'model'}", "diffusion.consistency_fraction=1.0")
+    train(cfg, str(tmp_path / "fast"), progress=False)
+    rows = [r for r in read_metrics(str(tmp_path / "fast")) if "loss" in r]
+    assert len(rows) == 4 and all("loss_consistency" in r and "loss_flow" not in r for r in rows)
+    assert all(np.isfinite(r["loss"]) and r["loss"] == r["loss_consistency"] for r in rows)
+    with pytest.raises(ParamError, match="consistency_fraction"):
+        _tiny(*FEW, "diffusion.consistency_fraction=1.0")  # only with a teacher

@@ -67,18 +67,23 @@ def _noised(x0, key, min_interval):
     return _bcast(t, x0) * x0 + _bcast(1.0 - t, x0) * eps, t, h, x0 - eps
 
 
-def shortcut_target(model_fn: IntervalFn, x_t, t, h, *, min_interval: float = 1 / 128, substeps: int = 2) -> jax.Array:
+def shortcut_target(model_fn: IntervalFn, x_t, t, h, *, min_interval: float = 1 / 128, substeps: int = 2,
+                    flow_fn=None) -> jax.Array:
     """``substeps`` steps of length s = h / substeps taken by the model itself, as one average
     velocity: ``mean_k u(x_k, t + k s, s)`` with ``x_{k+1} = x_k + s u_k``. A sub-step shorter
     than ``min_interval`` asks for h=0 (Euler on the flow itself). substeps=2 is the shortcut
     model's rule; more sub-steps reach the flow's own Euler steps in fewer levels (fewer
     bootstraps to propagate through) at one forward pass each. Equals ``u(x_t, t, h)`` for an
-    exact flow map."""
+    exact flow map. ``flow_fn(x, t) -> v``: a frozen teacher's velocity for those short
+    sub-steps instead of the model's own h=0 answer (distillation; both are evaluated)."""
     s = h / substeps
-    s_in = jnp.where(s < min_interval, 0.0, s)  # below the shortest trained step: the flow itself
+    short = s < min_interval  # below the shortest trained step: the flow itself
+    s_in = jnp.where(short, 0.0, s)
     x, total = x_t, jnp.zeros_like(x_t)
     for k in range(substeps):
         u = model_fn(x, t + k * s, s_in)
+        if flow_fn is not None:
+            u = jnp.where(_bcast(short, x_t), flow_fn(x, t + k * s), u)
         x, total = x + _bcast(s, x_t) * u, total + u
     return jax.lax.stop_gradient(total / substeps)
 
@@ -100,27 +105,31 @@ def _adaptive(mse: jax.Array, p: float, c: float) -> jax.Array:
 
 
 def shortcut_loss(model_fn: IntervalFn, x0: jax.Array, key: jax.Array, *, min_interval: float = 1 / 128,
-                  adaptive_p: float = 1.0, adaptive_c: float = 1e-3, velocity: str = "model",
-                  substeps: int = 2) -> jax.Array:
+                  adaptive_p: float = 0.0, adaptive_c: float = 1e-3, velocity: str = "data",
+                  substeps: int = 2, flow_fn=None) -> jax.Array:
     """Shortcut self-consistency: f32[B] per-example (adaptively weighted) MSE of ``u(x_t, t, h)``
-    against ``substeps`` sub-steps of the model itself (``velocity`` is unused: the targets are the model's)."""
+    against ``substeps`` sub-steps of the model itself (short ones from ``flow_fn`` when given;
+    ``velocity`` is unused)."""
     x_t, t, h, _ = _noised(x0, key, min_interval)
-    target = shortcut_target(model_fn, x_t, t, h, min_interval=min_interval, substeps=substeps)
+    target = shortcut_target(model_fn, x_t, t, h, min_interval=min_interval, substeps=substeps, flow_fn=flow_fn)
     return _adaptive(_per_example_mean((model_fn(x_t, t, h) - target) ** 2), adaptive_p, adaptive_c)
 
 
 def meanflow_loss(model_fn: IntervalFn, x0: jax.Array, key: jax.Array, *, min_interval: float = 1 / 128,
-                  adaptive_p: float = 1.0, adaptive_c: float = 1e-3, velocity: str = "model",
-                  substeps: int = 2) -> jax.Array:
+                  adaptive_p: float = 1.0, adaptive_c: float = 1e-3, velocity: str = "data",
+                  substeps: int = 2, flow_fn=None) -> jax.Array:
     """MeanFlow: f32[B] per-example (adaptively weighted) MSE of ``u(x_t, t, h)`` against
     ``sg(v + h du/dt)``. velocity "data": v = x0 - eps, the conditional velocity (the paper,
     unbiased but noisy); "model": v = sg(u(x_t, t, 0)), the model's own flow (one more forward
     pass; a flow-map distillation of the model into itself, far less noisy when fine-tuning a
     trained flow). Without the adaptive weight (p=0) fine-tuning the default model diverged
     here (loss 4 -> 950 in 700 updates): the target feeds on the model's own derivative.
-    ``substeps`` is unused (the target is local)."""
+    ``substeps`` is unused (the target is local). ``flow_fn(x, t) -> v``: a frozen teacher's
+    velocity replaces v (distillation; overrides ``velocity``)."""
     x_t, t, h, v = _noised(x0, key, min_interval)
-    if velocity == "model":
+    if flow_fn is not None:
+        v = jax.lax.stop_gradient(flow_fn(x_t, t))
+    elif velocity == "model":
         v = jax.lax.stop_gradient(model_fn(x_t, t, jnp.zeros_like(h)))
     u, target = meanflow_target(model_fn, x_t, t, h, v)
     return _adaptive(_per_example_mean((u - target) ** 2), adaptive_p, adaptive_c)
@@ -132,5 +141,7 @@ CONSISTENCY_LOSSES = {"shortcut": shortcut_loss, "meanflow": meanflow_loss}
 def consistency_count(batch: int, fraction: float) -> int:
     """How many of a (micro-)batch of ``batch`` examples are consistency examples (static):
     ``round(batch * fraction)`` clipped to [1, batch - 1], so both kinds are always present
-    (a batch of one is flow matching only)."""
+    (a batch of one is flow matching only); fraction 1 (distillation from a teacher): all of it."""
+    if fraction >= 1.0:
+        return batch
     return 0 if batch < 2 else min(batch - 1, max(1, int(round(batch * fraction))))

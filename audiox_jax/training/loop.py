@@ -110,13 +110,17 @@ def train(config: Config, workdir: str, *, data: TrainData | None = None, progre
     mesh = make_mesh()                                                       # 2. mesh
     micro = _micro_batch(config, mesh)
     optimizer, ema_fn = make_optimizer(config.train), make_ema(config.train)  # 3. state
-    layout = make_layout(config, optimizer, ema_fn, mesh)                    # 4. step
+    teacher = load_teacher(config, data) if config.diffusion.teacher else None
+    layout = make_layout(config, optimizer, ema_fn, mesh, teacher)           # 4. step
     it = BatchIterator({"mel": data.mels, "labels": data.labels, "item": np.arange(len(data.labels))}, micro,
                        seed=config.train.seed, indices=data.train_idx, process_index=jax.process_index(),
                        process_count=jax.process_count())
     os.makedirs(workdir, exist_ok=True)
     manager = ckpt.make_manager(workdir, config.train)
     state, start, data = restore_or_init(config, layout, optimizer, ema_fn, manager, it, data)  # 5. restore
+    if teacher is not None and teacher.stats != data.stats:
+        raise ParamError(f"diffusion.teacher={config.diffusion.teacher!r} normalises log-mels with {teacher.stats}, "
+                         f"this run with {data.stats}; set train.init_from to the same model (its stats are kept)")
     lead = jax.process_index() == 0
     if lead:
         write_json(os.path.join(workdir, CONFIG_JSON), config.to_dict())
@@ -150,19 +154,22 @@ def _micro_batch(config: Config, mesh: Mesh) -> int:
     return micro
 
 
-def make_layout(config: Config, optimizer: optax.GradientTransformation, ema_fn: Ema, mesh: Mesh) -> Layout:
-    """The jit (Mesh + NamedSharding, optional FSDP) or pmap layout and compiled step."""
+def make_layout(config: Config, optimizer: optax.GradientTransformation, ema_fn: Ema, mesh: Mesh,
+                teacher=None) -> Layout:
+    """The jit (Mesh + NamedSharding, optional FSDP) or pmap layout and compiled step.
+    ``teacher``: ``(DiTConfig, params)`` for distillation (:func:`load_teacher`)."""
     shapes = jax.eval_shape(lambda: init_state(config, optimizer, ema_fn))
     if config.train.parallel == "jit":
         shardings = state_shardings(shapes, mesh, config.train.fsdp)
         data_sharding = batch_sharding(mesh)
         return Layout(mesh, shardings, lambda s: s, lambda s: s, lambda b: put_batch(b, data_sharding),
-                      make_jit_step(config, optimizer, ema_fn, mesh, shardings), make_eval_fn(config, mesh))
+                      make_jit_step(config, optimizer, ema_fn, mesh, shardings, teacher),
+                      make_eval_fn(config, mesh, teacher))
     first = SingleDeviceSharding(jax.local_devices()[0])
     n_local = jax.local_device_count()
     return Layout(mesh, jax.tree.map(lambda _: first, shapes), replicate, unreplicate,
-                  lambda b: split_for_pmap(b, n_local), make_pmap_step(config, optimizer, ema_fn),
-                  make_pmap_eval_fn(config))
+                  lambda b: split_for_pmap(b, n_local), make_pmap_step(config, optimizer, ema_fn, teacher),
+                  make_pmap_eval_fn(config, teacher))
 
 
 def fresh_state(config: Config, layout: Layout, optimizer, ema_fn: Ema, params=None) -> TrainState:
@@ -175,18 +182,13 @@ def fresh_state(config: Config, layout: Layout, optimizer, ema_fn: Ema, params=N
     return layout.place(state)
 
 
-def init_from_model(config: Config, data: TrainData, source: str) -> tuple[Any, TrainData]:
-    """Params to start a run from (``train.init_from``) and the data with the source's stats.
-
-    The source model (built-in name, model folder or workdir) must have this run's audio
-    config, label vocabulary and model config up to ``interval``. Its params fill the fresh
-    params' tree; leaves it lacks (the interval embedding) keep their fresh initialisation.
-    """
+def _source(config: Config, data: TrainData, source: str, what: str):
+    """Load a trained model for ``train.init_from`` / ``diffusion.teacher``; check it fits this run
+    (audio front end, label vocabulary, DiT up to ``interval``)."""
     from audiox_jax.generator import load_pipeline
-    from audiox_jax.training.state import init_params
 
     src = load_pipeline(source).model
-    what = f"train.init_from={source!r}"
+    what = f"{what}={source!r}"
     if src.config.audio != config.audio:
         raise ParamError(f"{what} has another audio front end ({src.config.audio}); use its audio config")
     if dataclasses.replace(src.config.model, interval=config.model.interval) != config.model:
@@ -195,6 +197,34 @@ def init_from_model(config: Config, data: TrainData, source: str) -> tuple[Any, 
     if src.vocab != data.vocab:
         raise ParamError(f"{what} was trained with labels {src.vocab}, the data has {data.vocab}; "
                          "prepare the data with the same labels")
+    return src
+
+
+class Teacher(NamedTuple):
+    """A frozen flow model to distil from (``diffusion.teacher``); unpacks as ``(model, params)``."""
+
+    model: Any  # DiTConfig
+    params: Any
+    stats: Any  # MelStats: must be the run's (checked after restore)
+
+
+def load_teacher(config: Config, data: TrainData) -> Teacher:
+    """The :class:`Teacher` of ``diffusion.teacher`` (checked against the run like ``init_from``)."""
+    src = _source(config, data, config.diffusion.teacher, "diffusion.teacher")
+    return Teacher(src.config.model, jax.tree.map(jnp.asarray, src.params), src.stats)
+
+
+def init_from_model(config: Config, data: TrainData, source: str) -> tuple[Any, TrainData]:
+    """Params to start a run from (``train.init_from``) and the data with the source's stats.
+
+    The source model (built-in name, model folder or workdir) must have this run's audio
+    config, label vocabulary and model config up to ``interval``. Its params fill the fresh
+    params' tree; leaves it lacks (the interval embedding) keep their fresh initialisation.
+    """
+    from audiox_jax.training.state import init_params
+
+    src = _source(config, data, source, "train.init_from")
+    what = f"train.init_from={source!r}"
     fresh = jax.device_get(jax.jit(lambda: init_params(config, streams(config.train.seed).init))())
     flat_src = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(src.params)}
     unused = set(flat_src)

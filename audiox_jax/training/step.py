@@ -40,13 +40,14 @@ from audiox_jax.training.state import TrainState, learning_rate
 ExampleLoss = Callable[[object, jax.Array, jax.Array, jax.Array], jax.Array]
 
 
-def make_example_loss(config: Config) -> ExampleLoss:
+def make_example_loss(config: Config, teacher=None) -> ExampleLoss:
     """``losses(params, x0 f32[B, n_mels, T], labels i32[B, n_labels], keys key[B]) -> f32[B]``.
 
     Each example is its own batch of one under ``vmap``, so its noise comes from its key alone.
     Few-step objectives (``diffusion.objective``, `diffusion.fewstep`): the first
     ``consistency_count(B)`` examples of the micro-batch are consistency examples, the rest
-    flow matching (under pmap: of each device's share).
+    flow matching (under pmap: of each device's share). ``teacher``: ``(DiTConfig, params)`` of a
+    frozen flow model (``diffusion.teacher``), closed over as constants.
     """
     model = DiT(config.model)
     dc = config.diffusion
@@ -60,6 +61,9 @@ def make_example_loss(config: Config) -> ExampleLoss:
         def model_fn(x, t, *h):  # h: the step length, few-step consistency examples only
             return model.apply({"params": params}, x, t, cond, *h)
 
+        if teacher is not None and loss_fn.func in fewstep.CONSISTENCY_LOSSES.values():
+            t_model, t_params = DiT(teacher[0]), teacher[1]  # (DiTConfig, params, ...)
+            loss_fn = functools.partial(loss_fn, flow_fn=lambda x, t: t_model.apply({"params": t_params}, x, t, cond))
         return loss_fn(model_fn, x0[None], k_loss)[0]
 
     diffusion = jax.vmap(functools.partial(example, functools.partial(form.loss, **options)), in_axes=(None, 0, 0, 0))
@@ -91,8 +95,10 @@ def _loss_and_grads(losses: ExampleLoss, state: TrainState, batch: dict, first, 
 
     def mean_loss(params):
         per = losses(params, batch["x0"], batch["labels"], keys)
-        parts = {"loss_consistency": jnp.mean(per[:n_consistency]), "loss_flow": jnp.mean(per[n_consistency:])}
-        return jnp.mean(per), parts if n_consistency else {}
+        parts = {"loss_consistency": jnp.mean(per[:n_consistency])} if n_consistency else {}
+        if 0 < n_consistency < per.shape[0]:
+            parts["loss_flow"] = jnp.mean(per[n_consistency:])
+        return jnp.mean(per), parts
 
     (loss, parts), grads = jax.value_and_grad(mean_loss, has_aux=True)(state.params)
     return {"loss": loss, **parts}, grads
@@ -122,12 +128,12 @@ def _apply(state: TrainState, loss: dict, grads, *, optimizer: optax.GradientTra
 
 
 def make_jit_step(config: Config, optimizer: optax.GradientTransformation, ema_fn: Ema, mesh: Mesh,
-                  state_shardings) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+                  state_shardings, teacher=None) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
     """The step under ``jax.jit`` on ``mesh``: batch sharded on ``"data"``, state donated.
 
     Takes global jax.Arrays (:func:`audiox_jax.training.sharding.put_batch`).
     """
-    losses, k, schedule = make_example_loss(config), config.train.grad_accum, learning_rate(config.train)
+    losses, k, schedule = make_example_loss(config, teacher), config.train.grad_accum, learning_rate(config.train)
 
     def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         first = (state.step % k) * batch["x0"].shape[0]
@@ -139,12 +145,12 @@ def make_jit_step(config: Config, optimizer: optax.GradientTransformation, ema_f
                    out_shardings=(state_shardings, replicated), donate_argnums=0)
 
 
-def make_pmap_step(config: Config, optimizer: optax.GradientTransformation, ema_fn: Ema,
+def make_pmap_step(config: Config, optimizer: optax.GradientTransformation, ema_fn: Ema, teacher=None,
                    ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
     """The step under ``jax.pmap``: replicated state, batch ``[local_devices, per_device, ...]``,
     gradients and metrics averaged with ``lax.pmean``, state donated. Metrics come back
     replicated (one copy per local device)."""
-    losses, k, schedule = make_example_loss(config), config.train.grad_accum, learning_rate(config.train)
+    losses, k, schedule = make_example_loss(config, teacher), config.train.grad_accum, learning_rate(config.train)
     n_devices = jax.device_count()
 
     def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
@@ -162,7 +168,7 @@ def _weighted_sum(losses: ExampleLoss, params, batch: dict, key_data, first):
     return jnp.sum(losses(params, batch["x0"], batch["labels"], keys) * batch["weight"])
 
 
-def make_eval_fn(config: Config, mesh: Mesh) -> Callable[[object, dict, jax.Array, jax.Array], jax.Array]:
+def make_eval_fn(config: Config, mesh: Mesh, teacher=None) -> Callable[[object, dict, jax.Array, jax.Array], jax.Array]:
     """``eval_sum(params, batch, key_data u32[2], first i32[]) -> f32[]`` under jit on ``mesh``.
 
     ``batch`` is a model batch plus ``"weight": f32[B]`` (1 = a validation item, 0 = padding);
@@ -170,16 +176,16 @@ def make_eval_fn(config: Config, mesh: Mesh) -> Callable[[object, dict, jax.Arra
     included) with keys from the fixed ``eval`` stream at update 0 and index ``first + i``
     in the validation set, so an item sees the same noise at every evaluation.
     """
-    losses = make_example_loss(config)
+    losses = make_example_loss(config, teacher)
     replicated = NamedSharding(mesh, P())  # params keep the sharding they come with (None)
     return jax.jit(functools.partial(_weighted_sum, losses),
                    in_shardings=(None, batch_sharding(mesh), replicated, replicated), out_shardings=replicated)
 
 
-def make_pmap_eval_fn(config: Config) -> Callable[[object, dict, jax.Array, jax.Array], jax.Array]:
+def make_pmap_eval_fn(config: Config, teacher=None) -> Callable[[object, dict, jax.Array, jax.Array], jax.Array]:
     """:func:`make_eval_fn` under pmap: replicated params, batch ``[local_devices, per_device, ...]``,
     ``key_data`` and ``first`` unreplicated; returns the psum, one copy per local device."""
-    losses = make_example_loss(config)
+    losses = make_example_loss(config, teacher)
 
     def eval_sum(params, batch, key_data, first):
         first = first + jax.lax.axis_index(AXIS) * batch["x0"].shape[0]
