@@ -200,6 +200,20 @@ def cmd_eval(args) -> None:
     from audiox_jax.evaluation.model_eval import evaluate_model, plot_sweep, sweep_model
     from audiox_jax.evaluation.report import format_report
 
+    if args.flow_map:
+        from audiox_jax.evaluation.model_eval import flow_map_error
+
+        steps = tuple(int(v) for v in args.sweep_steps.split(",")) if args.sweep_steps != "1,2,4,8,16,32" else (1, 2, 4)
+        result = flow_map_error(args.checkpoint or args.model, args.flow_map, steps=steps, seed=args.seed,
+                                sampler=args.sampler)
+        print(f"{result['model']} ({result['sampler']}) vs {args.flow_map}'s {result['reference_steps']}-step ODE solution, "
+              f"RMS log-mel error: " + ", ".join(f"{n} steps {v:.4f}" for n, v in result["rms"].items()))
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(result, f, indent=1)
+        return
+    if not args.data:
+        raise ParamError("audiox-jax eval needs --data CACHE_OR_NOTES (a prepared cache or a render-notes folder)")
     if args.sweep:
         try:
             steps = tuple(int(v) for v in args.sweep_steps.split(","))
@@ -296,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="measure a model: pitch accuracy, probe accuracy, Frechet distance, vocoder")
     e.add_argument("--model", default="default", help="built-in model name: default or fast")
     e.add_argument("--checkpoint", help="a model folder or training workdir (overrides --model)")
-    e.add_argument("--data", required=True, help="a prepared cache or a rendered note folder (render-notes)")
+    e.add_argument("--data", help="a prepared cache or a rendered note folder (render-notes); not for --flow-map")
     e.add_argument("--probes", help="folder of probe classifiers (default: probes/ beside the cache; trained if absent)")
     e.add_argument("--samples-per-combo", type=int, default=1, help="notes generated per label combination")
     e.add_argument("--batch", type=int, default=32, help="notes per generate call")
@@ -312,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--sweep-steps", default="1,2,4,8,16,32", help="step counts for --sweep")
     e.add_argument("--max-combos", type=int, default=42, help="label combinations per --sweep setting (evenly spaced)")
     e.add_argument("--plot", help="--sweep's PNG (default: next to --out)")
+    e.add_argument("--flow-map", metavar="REFERENCE", help="instead: RMS log-mel distance of the model's few-step "
+                   "samples (--sweep-steps, default 1,2,4) to REFERENCE's 64-step ODE solution from the same noise")
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=cmd_eval)
 

@@ -15,7 +15,7 @@ def test_bench_all_quick_writes_json_and_compares(tmp_path, capsys):
     result = json.loads(path.read_text())
     assert {"backend", "device", "jax", "jaxlib", "librosa", "date"} <= set(result["env"])
     rows = {r["name"]: r for r in result["rows"]}
-    assert {r["suite"] for r in result["rows"]} == {"dsp", "generate", "train"}
+    assert {r["suite"] for r in result["rows"]} == {"dsp", "generate", "train", "realtime"}
     timed = [r for r in result["rows"] if "skipped" not in r]
     assert all(r["median_s"] > 0 and r["min_s"] <= r["median_s"] <= r["max_s"] for r in timed)
     # same magnitude, same initial phase, same algorithm: the same spectral convergence as librosa

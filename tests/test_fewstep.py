@@ -356,3 +356,10 @@ def test_distillation_from_a_frozen_teacher_trains_consistency_only(tmp_path):
     assert all(np.isfinite(r["loss"]) and r["loss"] == r["loss_consistency"] for r in rows)
     with pytest.raises(ParamError, match="consistency_fraction"):
         _tiny(*FEW, "diffusion.consistency_fraction=1.0")  # only with a teacher
+    # the flow-map distance: 0 for the reference against itself, finite and shrinking with steps otherwise
+    from audiox_jax.evaluation.model_eval import flow_map_error
+
+    same = flow_map_error(str(src / "model"), str(src / "model"), steps=(64,), sampler="euler", batch=4)
+    assert same["rms"][64] == 0.0
+    r = flow_map_error(str(tmp_path / "fast" / "model"), str(src / "model"), steps=(1, 8), batch=4)
+    assert r["sampler"] == "fewstep" and all(np.isfinite(v) and v > 0 for v in r["rms"].values())
