@@ -26,6 +26,11 @@ def test_bench_all_quick_writes_json_and_compares(tmp_path, capsys):
     assert gen and all(r["rtf"] > 0 and r["nfe"] >= 1 and r["compile_s"] > 0 for r in gen)
     train = [r for r in timed if r["name"].startswith("train step")]
     assert train and all(0 < r["mfu"] < 1.5 and r["tokens_per_s"] > 0 for r in train)
+    # few-step latency: the shipped fast model at 1 and 2 steps, split into model and vocoder
+    rt = [r for r in timed if r["suite"] == "realtime"]
+    assert [r["nfe"] for r in rt] == [1, 2]
+    for r in rt:
+        assert 0 < r["model_ms"] < 1e3 * r["median_s"] and r["vocoder_ms"] > 0 and 0 < r["model_share"] < 1
     capsys.readouterr()
     assert cli.main(["bench", "--compare", str(path), str(path)]) == 0
     out = capsys.readouterr().out
