@@ -266,6 +266,12 @@ def test_fewstep_generate_keeps_guidance_vmap_inpainting_and_export(fast_model):
     many = fn(jnp.array([1.0, 2.0, 4.0], jnp.float32))
     np.testing.assert_allclose(many[1], a.log_mel, rtol=1e-4, atol=1e-4)
     assert float(jnp.max(jnp.abs(many[0] - many[2]))) > 1e-3
+    # vmap over seeds: one call for several keys equals the calls one by one
+    seeds = jax.vmap(lambda k: pipeline.generate(params, k, labels, config=cfg, stats=stats, seconds=0.5,
+                                                 cfg=jnp.float32(2.0)).log_mel)
+    per_key = jax.jit(seeds)(jnp.stack([jax.random.key(0), jax.random.key(7)]))
+    np.testing.assert_allclose(per_key[0], a.log_mel, rtol=1e-4, atol=1e-4)
+    assert float(jnp.max(jnp.abs(per_key[0] - per_key[1]))) > 1e-3
     # inpainting: the kept region of the model-space mel is the input's
     init = 0.1 * jnp.sin(2 * jnp.pi * 440 * jnp.arange(samples) / cfg.audio.sr)
     mask = jnp.zeros(model_frames).at[:8].set(1.0)
