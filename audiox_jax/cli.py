@@ -193,6 +193,13 @@ def cmd_generate(args) -> None:
           f"{'; includes compilation on a cold cache' if res.wall_s > 1.0 else ''})")
 
 
+def _int_list(flag: str, text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ParamError(f"{flag} {text!r} must be a comma-separated list of integers") from None
+
+
 def cmd_eval(args) -> None:
     """Generate a note per label combination and report pitch/probe accuracy and Frechet distances."""
     import json
@@ -203,7 +210,7 @@ def cmd_eval(args) -> None:
     if args.flow_map:
         from audiox_jax.evaluation.model_eval import flow_map_error
 
-        steps = tuple(int(v) for v in args.sweep_steps.split(",")) if args.sweep_steps != "1,2,4,8,16,32" else (1, 2, 4)
+        steps = _int_list("--sweep-steps", args.sweep_steps or "1,2,4")
         result = flow_map_error(args.checkpoint or args.model, args.flow_map, steps=steps, seed=args.seed,
                                 sampler=args.sampler)
         print(f"{result['model']} ({result['sampler']}) vs {args.flow_map}'s {result['reference_steps']}-step ODE solution, "
@@ -215,10 +222,7 @@ def cmd_eval(args) -> None:
     if not args.data:
         raise ParamError("audiox-jax eval needs --data CACHE_OR_NOTES (a prepared cache or a render-notes folder)")
     if args.sweep:
-        try:
-            steps = tuple(int(v) for v in args.sweep_steps.split(","))
-        except ValueError:
-            raise ParamError(f"--sweep-steps {args.sweep_steps!r} must be a comma-separated list of integers") from None
+        steps = _int_list("--sweep-steps", args.sweep_steps or "1,2,4,8,16,32")
         result = sweep_model(args.checkpoint or args.model, args.data, samplers=tuple(args.samplers.split(",")),
                              steps=steps, max_combos=args.max_combos, probes_dir=args.probes, seed=args.seed,
                              cfg=args.cfg, progress=not args.no_progress)
@@ -323,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--sweep", action="store_true", help="quality against steps: every --samplers x --sweep-steps")
     e.add_argument("--samplers", default="euler,heun,dpmpp_2m",
                    help="samplers for --sweep, each optionally sampler@schedule (e.g. euler@uniform_t_end)")
-    e.add_argument("--sweep-steps", default="1,2,4,8,16,32", help="step counts for --sweep")
+    e.add_argument("--sweep-steps", help="step counts for --sweep (default 1,2,4,8,16,32) or --flow-map (default 1,2,4)")
     e.add_argument("--max-combos", type=int, default=42, help="label combinations per --sweep setting (evenly spaced)")
     e.add_argument("--plot", help="--sweep's PNG (default: next to --out)")
     e.add_argument("--flow-map", metavar="REFERENCE", help="instead: RMS log-mel distance of the model's few-step "

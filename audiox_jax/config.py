@@ -107,10 +107,11 @@ class DiffusionConfig:
         return get_formulation(self.formulation)
 
     def consistency_options(self) -> dict:
-        """Keyword options for the few-step consistency losses (``diffusion.fewstep``)."""
-        p = self.adaptive_p if self.adaptive_p is not None else (1.0 if self.objective == "meanflow" else 0.0)
-        return {"min_interval": self.min_interval, "adaptive_p": p, "velocity": self.meanflow_velocity,
-                "substeps": self.substeps}
+        """Keyword options for this objective's consistency loss (``diffusion.fewstep``)."""
+        meanflow = self.objective == "meanflow"
+        p = self.adaptive_p if self.adaptive_p is not None else (1.0 if meanflow else 0.0)
+        own = {"velocity": self.meanflow_velocity} if meanflow else {"substeps": self.substeps}
+        return {"min_interval": self.min_interval, "adaptive_p": p, **own}
 
     def loss_options(self) -> dict:
         """Keyword options for ``Formulation.loss`` (the noise-level sampler)."""

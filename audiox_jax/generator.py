@@ -135,6 +135,15 @@ class Pipeline:
             raise ParamError(f"unknown label(s) {unknown}; this model knows {list(self.label_names)}")
         return np.array([self.label_id(n, labels.get(n)) for n in self.label_names], np.int32)
 
+    def _conditioning(self, labels, batch: int) -> tuple[np.ndarray, dict | None]:
+        """``(ids i32[B, n_labels], cond)``: one label dict repeated ``batch`` times, or one clip per
+        dict of a list; ``cond`` is None for an unconditional model."""
+        label_list = list(labels) if isinstance(labels, (list, tuple)) else [labels] * batch
+        if not label_list:
+            raise ParamError("labels= is an empty list; pass at least one label dict")
+        ids = np.stack([self.label_ids(l) for l in label_list])  # [B, n_labels]
+        return ids, ({"labels": jnp.asarray(ids)} if self.label_names else None)
+
     # ------------------------------------------------------------------ generate
 
     def generate(
@@ -165,15 +174,11 @@ class Pipeline:
           ``strength`` (variation, 0..1).
         """
         seconds = self.config.data.clip_seconds if seconds is None else float(seconds)
-        label_list = list(labels) if isinstance(labels, (list, tuple)) else [labels] * batch
-        if not label_list:
-            raise ParamError("labels= is an empty list; pass at least one label dict")
-        ids = np.stack([self.label_ids(l) for l in label_list])  # [B, n_labels]
+        ids, cond = self._conditioning(labels, batch)
         sc = self.config.sampling
         cfg = sc.cfg if cfg is None else float(cfg)
         B = ids.shape[0]
         samples, frames, model_frames = pipeline.shapes(self.config, seconds)
-        cond = {"labels": jnp.asarray(ids)} if self.label_names else None
         kwargs = {}
         if init_audio is not None:
             y = self._audio_input(init_audio, samples)
@@ -229,10 +234,8 @@ class Pipeline:
             raise ParamError(f"overlap_seconds={overlap_seconds} must be in (0, chunk_seconds/2 = {sc / 2})")
         if chunks < 1:
             raise ParamError(f"chunks={chunks} must be >= 1")
-        label_list = list(labels) if isinstance(labels, (list, tuple)) else [labels] * batch
-        ids = np.stack([self.label_ids(l) for l in label_list])
+        ids, cond = self._conditioning(labels, batch)
         B = ids.shape[0]
-        cond = {"labels": jnp.asarray(ids)} if self.label_names else None
         cfg = self.config.sampling.cfg if cfg is None else float(cfg)
         _, _, model_frames = pipeline.shapes(self.config, sc)
         keep = jnp.asarray(pipeline.continuation_mask(ov, self.config, model_frames))

@@ -68,7 +68,7 @@ def test_shortcut_target_takes_short_substeps_from_the_teacher():
     """Sub-steps below min_interval come from flow_fn (the teacher), never from the model's h=0 answer."""
     x, t, h = _points()
     h = h * 0.1  # every sub-step h/4 < min_interval = 0.1
-    broken = lambda x, t, h: jnp.where(_bcast1(h) > 0, exact_u(x, t, h), 100.0)  # noqa: E731
+    broken = lambda x, t, h: jnp.where(h[:, None] > 0, exact_u(x, t, h), 100.0)  # noqa: E731
     got = shortcut_target(broken, x, t, h, min_interval=0.1, substeps=4, flow_fn=exact_u)
     want, xs = jnp.zeros_like(x), x  # 4 Euler steps of the exact flow, averaged
     for k in range(4):
@@ -76,10 +76,6 @@ def test_shortcut_target_takes_short_substeps_from_the_teacher():
         want, xs = want + v / 4, xs + (h / 4)[:, None] * v
     np.testing.assert_allclose(got, want, atol=1e-5)
     np.testing.assert_allclose(got, exact_u(x, t, h), atol=0.15)  # and near the true average (Euler error)
-
-
-def _bcast1(h):
-    return h[:, None]
 
 
 def test_meanflow_target_with_the_true_velocity_is_the_exact_average_velocity():
@@ -199,9 +195,7 @@ def test_few_step_objectives_need_rf_and_the_interval_model():
 @pytest.fixture(scope="module")
 def fast_model():
     """A tiny labelled few-step DiT (interval=True) with random non-zero weights, and its config."""
-    from audiox_jax.config import load_config as load
-
-    cfg = load(None, ["model.dim=32", "model.depth=1", "model.heads=2", "model.labels=[[inst,3]]",
+    cfg = load_config(None, ["model.dim=32", "model.depth=1", "model.heads=2", "model.labels=[[inst,3]]",
                       "model.interval=true", "diffusion.objective=shortcut", "sampling.sampler=fewstep",
                       "sampling.steps=2", "sampling.schedule=uniform_t_end", "sampling.gla_iters=4",
                       "sampling.nnls_iters=4"])
@@ -344,8 +338,8 @@ def test_init_from_a_trained_model_starts_exactly_there(tmp_path):
     result = train(cfg, str(tmp_path / "fast"), progress=False)  # and the run goes on from there
     assert int(result.state.step) == 3
     with pytest.raises(ParamError, match="only model.interval may differ"):
-        init_from_model(_tiny(*FEW, "model.depth=2").__class__(**{**data.config.__dict__,
-                        "model": dataclasses.replace(data.config.model, depth=2)}), data, str(src_dir / "model"))
+        deeper = dataclasses.replace(data.config, model=dataclasses.replace(data.config.model, depth=2))
+        init_from_model(deeper, data, str(src_dir / "model"))
 
 
 def test_distillation_from_a_frozen_teacher_trains_consistency_only(tmp_path):

@@ -105,11 +105,9 @@ def _adaptive(mse: jax.Array, p: float, c: float) -> jax.Array:
 
 
 def shortcut_loss(model_fn: IntervalFn, x0: jax.Array, key: jax.Array, *, min_interval: float = 1 / 128,
-                  adaptive_p: float = 0.0, adaptive_c: float = 1e-3, velocity: str = "data",
-                  substeps: int = 2, flow_fn=None) -> jax.Array:
+                  adaptive_p: float = 0.0, adaptive_c: float = 1e-3, substeps: int = 2, flow_fn=None) -> jax.Array:
     """Shortcut self-consistency: f32[B] per-example (adaptively weighted) MSE of ``u(x_t, t, h)``
-    against ``substeps`` sub-steps of the model itself (short ones from ``flow_fn`` when given;
-    ``velocity`` is unused)."""
+    against ``substeps`` sub-steps of the model itself (short ones from ``flow_fn`` when given)."""
     x_t, t, h, _ = _noised(x0, key, min_interval)
     target = shortcut_target(model_fn, x_t, t, h, min_interval=min_interval, substeps=substeps, flow_fn=flow_fn)
     return _adaptive(_per_example_mean((model_fn(x_t, t, h) - target) ** 2), adaptive_p, adaptive_c)
@@ -117,15 +115,15 @@ def shortcut_loss(model_fn: IntervalFn, x0: jax.Array, key: jax.Array, *, min_in
 
 def meanflow_loss(model_fn: IntervalFn, x0: jax.Array, key: jax.Array, *, min_interval: float = 1 / 128,
                   adaptive_p: float = 1.0, adaptive_c: float = 1e-3, velocity: str = "data",
-                  substeps: int = 2, flow_fn=None) -> jax.Array:
+                  flow_fn=None) -> jax.Array:
     """MeanFlow: f32[B] per-example (adaptively weighted) MSE of ``u(x_t, t, h)`` against
     ``sg(v + h du/dt)``. velocity "data": v = x0 - eps, the conditional velocity (the paper,
     unbiased but noisy); "model": v = sg(u(x_t, t, 0)), the model's own flow (one more forward
     pass; a flow-map distillation of the model into itself, far less noisy when fine-tuning a
     trained flow). Without the adaptive weight (p=0) fine-tuning the default model diverged
     here (loss 4 -> 950 in 700 updates): the target feeds on the model's own derivative.
-    ``substeps`` is unused (the target is local). ``flow_fn(x, t) -> v``: a frozen teacher's
-    velocity replaces v (distillation; overrides ``velocity``)."""
+    ``flow_fn(x, t) -> v``: a frozen teacher's velocity replaces v (distillation; overrides
+    ``velocity``)."""
     x_t, t, h, v = _noised(x0, key, min_interval)
     if flow_fn is not None:
         v = jax.lax.stop_gradient(flow_fn(x_t, t))

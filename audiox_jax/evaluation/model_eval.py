@@ -225,13 +225,13 @@ def flow_map_error(model: str, reference: str = "default", *, steps: tuple[int, 
     from audiox_jax.diffusion import samplers, schedules
     from audiox_jax.generator import load_pipeline
 
-    def final_mel(gm, sampler_name, n, keys, labels):
+    def final_mel(gm, params, sampler_name, n, keys, labels):  # params traced, not baked in as constants
         config = gm.config
         form = config.diffusion.make_formulation()
         sig = schedules.sigmas("uniform_t_end", n, sigma_min=form.sigma_min, sigma_max=form.sigma_max, formulation=form)
         _, frames, model_frames = pipeline.shapes(config, config.data.clip_seconds)
         x = samplers.initial_noise(keys, (config.model.n_mels, model_frames), sig[0])
-        den = pipeline.denoiser(gm.params, config, {"labels": labels})
+        den = pipeline.denoiser(params, config, {"labels": labels})
         out = samplers.sample(den, x, sig, keys, sampler=sampler_name)
         return denormalize(out.x[..., :frames], gm.stats)
 
@@ -241,11 +241,11 @@ def flow_map_error(model: str, reference: str = "default", *, steps: tuple[int, 
     sizes = [len(gm.vocab[n]) for n, _ in gm.config.model.labels]
     labels = jnp.asarray(np.stack([(np.arange(batch) * (7 ** j)) % k for j, k in enumerate(sizes)], 1), jnp.int32)
     keys = jax.vmap(lambda b: jax.random.fold_in(jax.random.key(seed), b))(jnp.arange(batch))
-    target = jax.jit(lambda: final_mel(ref, "euler", reference_steps, keys, labels))()
+    target = jax.jit(lambda p: final_mel(ref, p, "euler", reference_steps, keys, labels))(ref.params)
     sampler = sampler or gm.config.sampling.sampler
     rms = {}
     for n in steps:
-        got = jax.jit(lambda n=n: final_mel(gm, sampler, n, keys, labels))()
+        got = jax.jit(lambda p, n=n: final_mel(gm, p, sampler, n, keys, labels))(gm.params)
         rms[n] = float(jnp.sqrt(jnp.mean((got - target) ** 2)))
     return {"model": model, "reference": reference, "sampler": sampler, "reference_steps": reference_steps,
             "batch": batch, "seed": seed, "rms": rms}

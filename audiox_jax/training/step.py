@@ -54,23 +54,25 @@ def make_example_loss(config: Config, teacher=None) -> ExampleLoss:
     form, options = dc.make_formulation(), dc.loss_options()
     labelled = bool(config.model.labels)
 
-    def example(loss_fn, params, x0, labels, key):  # x0 f32[n_mels, T], labels i32[n_labels]
+    def example(loss_fn, distil, params, x0, labels, key):  # x0 f32[n_mels, T], labels i32[n_labels]
         k_drop, k_loss = jax.random.split(key)
         cond = drop_cond({"labels": labels[None]}, k_drop, dc.cond_dropout) if labelled else None
 
         def model_fn(x, t, *h):  # h: the step length, few-step consistency examples only
             return model.apply({"params": params}, x, t, cond, *h)
 
-        if teacher is not None and loss_fn.func in fewstep.CONSISTENCY_LOSSES.values():
+        if distil:  # the frozen teacher's velocity, under the same condition
             t_model, t_params = DiT(teacher[0]), teacher[1]  # (DiTConfig, params, ...)
             loss_fn = functools.partial(loss_fn, flow_fn=lambda x, t: t_model.apply({"params": t_params}, x, t, cond))
         return loss_fn(model_fn, x0[None], k_loss)[0]
 
-    diffusion = jax.vmap(functools.partial(example, functools.partial(form.loss, **options)), in_axes=(None, 0, 0, 0))
+    per_example = lambda loss_fn, distil: jax.vmap(functools.partial(example, loss_fn, distil),  # noqa: E731
+                                                   in_axes=(None, 0, 0, 0))
+    diffusion = per_example(functools.partial(form.loss, **options), False)
     if dc.objective == "diffusion":
         return diffusion
-    consistency = jax.vmap(functools.partial(example, functools.partial(
-        fewstep.CONSISTENCY_LOSSES[dc.objective], **dc.consistency_options())), in_axes=(None, 0, 0, 0))
+    consistency = per_example(functools.partial(fewstep.CONSISTENCY_LOSSES[dc.objective], **dc.consistency_options()),
+                              teacher is not None)
 
     def losses(params, x0, labels, keys):
         n = fewstep.consistency_count(x0.shape[0], dc.consistency_fraction)
