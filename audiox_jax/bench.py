@@ -282,9 +282,7 @@ def python_loop_generate(params, config, stats, labels, *, seconds: float, steps
 
     @jax.jit
     def vocode(x, keys):
-        from audiox_jax.audio.mel import denormalize
-
-        lm = pipeline.clip_log_mel(denormalize(x[..., :frames], stats), config.audio)
+        lm = pipeline.to_log_mel(x[..., :frames], stats, config.audio)
         return frontend.log_mel_to_audio(lm, config.audio, length=samples, key=keys)
 
     def run(key):

@@ -70,9 +70,14 @@ def cmd_prepare(args) -> None:
         raise ParamError(f"data.labels={list(config.data.labels)} names {len(config.data.labels)} labels, but without "
                          "--labels-csv labels come from sub-folder names (one label); pass --labels-csv "
                          "path,label_a,... or --set data.labels=[NAME]")
+    keep_whole = args.keep_whole or config.data.whole_files
+    max_seconds = args.max_seconds if args.max_seconds is not None else config.data.max_seconds
+    if keep_whole and max_seconds is None:
+        raise ParamError("whole files (--keep-whole or data.whole_files) are padded to a common length: "
+                         "pass --max-seconds S or set data.max_seconds=S")
     manifest = prepare(
         args.audio, args.out, audio_cfg=config.audio, clip_seconds=config.data.clip_seconds,
-        keep_whole=args.keep_whole, max_seconds=args.max_seconds, labels_csv=args.labels_csv,
+        keep_whole=keep_whole, max_seconds=max_seconds, labels_csv=args.labels_csv,
         label_names=tuple(config.data.labels) or None, stats_kind=config.data.stats,
         min_rms_db=args.min_rms_db, progress=not args.no_progress, overwrite=args.overwrite,
     )
@@ -126,8 +131,58 @@ def _keep_mask(spec: str, config, seconds: float):
             a, b = (float(v) for v in part.split(":"))
         except ValueError:
             raise ParamError(f"--keep {spec!r}: each range must be START:END in seconds, e.g. --keep 0:1.5") from None
+        if not (np.isfinite(a) and np.isfinite(b) and 0 <= a < b):
+            raise ParamError(f"--keep {spec!r}: range {part!r} must have 0 <= START < END (finite seconds), "
+                             "e.g. --keep 0:1.5")
+        if a >= seconds:
+            raise ParamError(f"--keep {spec!r}: range {part!r} starts after the {seconds:g} s generated; "
+                             "keep a range inside --seconds")
         mask[int(np.ceil(a * fps)) : int(np.floor(b * fps)) + 1] = 1.0
     return mask
+
+
+OUT_EXTENSIONS = (".wav", ".flac")
+NORMALIZE = ("limit", "peak", "none")
+PEAK_DBFS = -1.0
+
+
+def _check_out(path: str) -> None:
+    """Fail before generating when ``--out`` cannot be written (a folder, an unknown extension)."""
+    if os.path.isdir(path):
+        raise ParamError(f"--out {path!r} is a folder; give a file name, e.g. --out {os.path.join(path, 'note.wav')}")
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in OUT_EXTENSIONS:
+        raise ParamError(f"--out {path!r}: unknown audio extension {ext or '(none)'!r}; use one of {OUT_EXTENSIONS}")
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as err:
+        raise ParamError(f"--out {path!r}: cannot create its folder {parent!r} ({err.strerror}); pick a writable path") from None
+    if not os.access(parent, os.W_OK):
+        raise ParamError(f"--out {path!r}: the folder {parent!r} is not writable; pick a writable path")
+
+
+def loudness_policy(audio, mode: str) -> tuple[object, float, str]:
+    """Apply ``--normalize`` to f32[B, samples]: ``(audio, peak before, what was done)``.
+
+    "limit" (default): scale a clip down to -1 dBFS peak only when it would clip (peak > 1);
+    "peak": every clip to -1 dBFS peak; "none": as generated (16-bit PCM then clips, with a warning).
+    """
+    import numpy as np
+
+    peak = np.max(np.abs(audio), axis=-1, keepdims=True)  # [B, 1]
+    target = 10 ** (PEAK_DBFS / 20)
+    worst = float(peak.max())
+    if mode == "peak" or (mode == "limit" and worst > 1.0):
+        scale = np.where(peak > 0, target / np.maximum(peak, 1e-12), 1.0)
+        if mode == "limit":
+            scale = np.where(peak > 1.0, scale, 1.0)
+        return (audio * scale).astype(np.float32), worst, f"scaled to {PEAK_DBFS:g} dBFS peak"
+    if worst > 1.0:
+        clipped = float(np.mean(np.abs(audio) > 1.0))
+        print(f"warning: peak {20 * np.log10(worst):+.1f} dBFS: {100 * clipped:.1f} % of the samples clip in the "
+              "16-bit file; use --normalize limit or peak", file=sys.stderr)
+    return audio, worst, "as generated"
 
 
 def _stream(pipe, labels, args) -> None:
@@ -145,8 +200,11 @@ def _stream(pipe, labels, args) -> None:
             writer.write(piece[0])
             total += piece.shape[1]
             first = first if first is not None else time.perf_counter() - t0
-    finally:
         writer.close()
+    except BrokenPipeError:  # the reader went away (`| head`): end the stream quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return
+    finally:
         if not to_stdout:
             f.close()
     wall = time.perf_counter() - t0
@@ -163,6 +221,19 @@ def cmd_generate(args) -> None:
 
     if not args.no_cache:
         enable_compilation_cache()
+    import math
+
+    if args.batch < 1:
+        raise ParamError(f"--batch {args.batch} must be >= 1")
+    if args.cfg is not None and not math.isfinite(args.cfg):
+        raise ParamError(f"--cfg {args.cfg} must be a finite number (1 = no guidance, 2-4 usual)")
+    if args.strength is not None and not 0.0 <= args.strength <= 1.0:
+        raise ParamError(f"--strength {args.strength} must be in [0, 1] (0 = the input, 1 = from pure noise)")
+    if args.strength is not None and args.keep:
+        raise ParamError("--strength and --keep are two different edits; use --keep to inpaint or "
+                         "--strength to vary the whole input, not both")
+    if not args.stream:
+        _check_out(args.out)
     pipe = load_pipeline(args.checkpoint or args.model)
     labels = _parse_labels(args)
     if args.stream:
@@ -171,6 +242,10 @@ def cmd_generate(args) -> None:
     if args.init_audio:
         kwargs["init_audio"] = args.init_audio
         if args.keep:
+            if args.seconds is None:  # the documented form: keep parts of the input, as long as the input
+                from audiox_jax.audio import load
+
+                args.seconds = len(load(args.init_audio, pipe.sr)[0]) / pipe.sr
             kwargs["mask"] = _keep_mask(args.keep, pipe.config, args.seconds)
         elif args.strength is not None:
             kwargs["strength"] = args.strength
@@ -178,17 +253,20 @@ def cmd_generate(args) -> None:
             kwargs["continue_audio"] = True
     elif args.keep or args.strength is not None or args.continue_audio:
         raise ParamError("--keep, --strength and --continue need --init-audio FILE")
+    if args.length is not None:
+        kwargs["length"] = args.length
     res = pipe.generate(labels, seconds=args.seconds, batch=args.batch, seed=args.seed, sampler=args.sampler,
                         steps=args.steps, schedule=args.schedule, cfg=args.cfg, **kwargs)
     stem, ext = (args.out.rsplit(".", 1) + ["wav"])[:2] if "." in os.path.basename(args.out) else (args.out, "wav")
     paths = [args.out] if len(res.audio) == 1 else [f"{stem}_{i}.{ext}" for i in range(len(res.audio))]
-    for path, y in zip(paths, res.audio):
+    wave, peak, done = loudness_policy(res.audio, args.normalize)
+    for path, y in zip(paths, wave):
         audio.save(path, y, res.sr)
     png = stem + ".png"
     desc = ", ".join(f"{k}={v}" for k, v in res.labels[0].items())
     save_mel_png(res.log_mel, png, sr=res.sr, hop_length=pipe.config.audio.hop_length, title=desc)
     print(f"wrote {', '.join(paths)} and {png} ({desc}; {res.seconds:g} s x {len(res.audio)}; "
-          f"{res.nfe} network evaluations)")
+          f"{res.nfe} network evaluations; peak {20 * math.log10(max(peak, 1e-12)):+.1f} dBFS, {done})")
     print(f"time {res.wall_s:.3f} s, real-time factor {res.rtf:.4f} ({1 / max(res.rtf, 1e-9):.1f}x real time"
           f"{'; includes compilation on a cold cache' if res.wall_s > 1.0 else ''})")
 
@@ -278,8 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", required=True, help="cache folder to write (re-runs are incremental)")
     pr.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value")
     pr.add_argument("--labels-csv", help="CSV 'path,label_a,...' (default: labels from sub-folder names)")
-    pr.add_argument("--keep-whole", action="store_true", help="one item per file, padded to --max-seconds")
-    pr.add_argument("--max-seconds", type=float, help="read at most this many seconds per file")
+    pr.add_argument("--keep-whole", action="store_true", help="one item per file, padded to --max-seconds "
+                    "(default: data.whole_files)")
+    pr.add_argument("--max-seconds", type=float, help="read at most this many seconds per file "
+                    "(default: data.max_seconds)")
     pr.add_argument("--min-rms-db", type=float, help="drop clips quieter than this (dBFS, e.g. -60)")
     pr.add_argument("--overwrite", action="store_true", help="rebuild a cache made with other settings")
     pr.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -290,6 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pitch", help="pitch label as a note name (C4, F#3) or MIDI number")
     g.add_argument("--label", action="append", metavar="KEY=VALUE", help="any label by name (repeatable)")
     g.add_argument("--seconds", type=float, help="length of each clip (default: the model's training clip length)")
+    g.add_argument("--normalize", choices=NORMALIZE, default="limit",
+                   help="loudness of the written file: limit (default: scale to -1 dBFS peak only if it would "
+                   "clip), peak (always -1 dBFS peak), none (as generated; warns when it clips)")
+    g.add_argument("--length", type=float, help="length-conditioned models: seconds of sound, then silence until "
+                   "--seconds (default: the typical length of a training sound with these labels)")
     g.add_argument("--out", "-o", default="out.wav", help="output wav; with --batch N, out_0.wav ... (default out.wav)")
     g.add_argument("--model", default="default", help="built-in model name: default or fast")
     g.add_argument("--checkpoint", help="a model folder or training workdir (overrides --model)")

@@ -152,6 +152,10 @@ class DataConfig:
     cache: directory written by ``audiox-jax prepare``; "synthetic" uses the built-in
       synthetic set (made on the fly, for tests and demos).
     clip_seconds: clip length used by prepare (and by the synthetic set).
+    whole_files: prepare keeps each file whole at its real length (its first ``max_seconds``),
+      padded to ``max_seconds``; training masks the padding out of the loss, and a
+      ``model.length_cond`` model learns where each sound ends. False: fixed clips.
+    max_seconds: whole_files, the common padded length (and the longest sound kept).
     labels: label names the model is conditioned on (must exist in the cache); see
       audiox_jax.training.data for how they set model.labels.
     batch_size: global examples per optimiser update (over all devices and hosts).
@@ -161,11 +165,18 @@ class DataConfig:
 
     cache: str = "synthetic"
     clip_seconds: float = 1.0
+    whole_files: bool = False
+    max_seconds: float | None = None
     labels: tuple[str, ...] = ()
     batch_size: int = 32
     val_fraction: float = 0.05
     synthetic_size: int = 256
     stats: str = "meanstd"
+
+    def __post_init__(self):
+        _choice("data.stats", self.stats, ("meanstd", "range"))
+        if self.whole_files and not (self.max_seconds or 0) > 0:
+            raise ParamError("data.whole_files=true needs data.max_seconds > 0 (the padded length); try 2.0")
 
 
 @dataclasses.dataclass(frozen=True)

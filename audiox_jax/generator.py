@@ -98,6 +98,32 @@ def _midi(value) -> int | None:
         return None
 
 
+def default_seconds(config) -> float:
+    """The length a model makes when none is asked for: its training items' length
+    (``data.max_seconds`` for whole files, else ``data.clip_seconds``)."""
+    return float(config.data.max_seconds if config.data.whole_files else config.data.clip_seconds)
+
+
+def default_length(model: modelio.GenerationModel, ids: np.ndarray, frames: int,
+                   seconds: float | None = None) -> np.ndarray:
+    """Content length f32[B] in frames for a length-conditioned model, at most ``frames``.
+
+    ``seconds`` given: that many seconds. Else the median length of the training sounds with the
+    same labels (``model.lengths["by_labels"]``), falling back to the median over all of them,
+    and to ``frames`` for a model saved without lengths.
+    """
+    ac = model.config.audio
+    if seconds is not None:
+        if not seconds > 0:
+            raise ParamError(f"length={seconds} must be > 0 seconds")
+        want = np.full(len(ids), ac.frames(int(round(seconds * ac.sr))), np.float32)
+    else:
+        table = model.lengths or {}
+        by, overall = table.get("by_labels", {}), table.get("frames", frames)
+        want = np.array([by.get(",".join(str(int(v)) for v in row), overall) for row in ids], np.float32)
+    return np.clip(want, 1, frames)
+
+
 class Pipeline:
     """A loaded model and the generate call, with label names, files and timing handled."""
 
@@ -135,14 +161,24 @@ class Pipeline:
             raise ParamError(f"unknown label(s) {unknown}; this model knows {list(self.label_names)}")
         return np.array([self.label_id(n, labels.get(n)) for n in self.label_names], np.int32)
 
-    def _conditioning(self, labels, batch: int) -> tuple[np.ndarray, dict | None]:
+    def _conditioning(self, labels, batch: int, frames: int | None = None,
+                      length: float | None = None) -> tuple[np.ndarray, dict | None]:
         """``(ids i32[B, n_labels], cond)``: one label dict repeated ``batch`` times, or one clip per
-        dict of a list; ``cond`` is None for an unconditional model."""
+        dict of a list; ``cond`` is None for an unconditional model without length conditioning.
+        Length-conditioned models get ``cond["length"]``: ``length`` seconds, or by default the
+        typical length of a training sound with these labels (:func:`default_length`), at most
+        ``frames`` (the whole request: what is left after the sound is silence)."""
         label_list = list(labels) if isinstance(labels, (list, tuple)) else [labels] * batch
         if not label_list:
             raise ParamError("labels= is an empty list; pass at least one label dict")
         ids = np.stack([self.label_ids(l) for l in label_list])  # [B, n_labels]
-        return ids, ({"labels": jnp.asarray(ids)} if self.label_names else None)
+        cond = {"labels": jnp.asarray(ids)} if self.label_names else {}
+        if self.config.model.length_cond and frames is not None:
+            cond["length"] = jnp.asarray(default_length(self.model, ids, frames, length), jnp.float32)
+        elif length is not None:
+            raise ParamError("length= needs a length-conditioned model (model.length_cond, trained on whole "
+                             "files); this one makes sound over the whole request: use seconds=")
+        return ids, (cond or None)
 
     # ------------------------------------------------------------------ generate
 
@@ -162,23 +198,26 @@ class Pipeline:
         mask: np.ndarray | None = None,
         continue_audio: bool = False,
         strength: float | None = None,
+        length: float | None = None,
     ) -> Result:
         """Generate ``batch`` clips (or one per entry of a list of label dicts).
 
         labels: {"instrument": "piano", "pitch": "C4"} (names from the model's vocabulary), or a
           list of such dicts (one clip each). seconds: clip length (None: the length the model
-          was trained on, ``config.data.clip_seconds``). seed: sample b uses
+          was trained on, :func:`default_seconds`). length: length-conditioned models, the
+          sound's own length in seconds (None: the typical length of a training sound with
+          these labels); the rest of ``seconds`` is silence. seed: sample b uses
           fold_in(key(seed), b). sampler/steps/schedule/cfg: None = the model config's sampling defaults
           (cfg=1 disables guidance). init_audio: array or file for audio-to-audio, with
           ``continue_audio=True`` (continue it), ``mask`` (f32[model_frames], 1 = keep) or
           ``strength`` (variation, 0..1).
         """
-        seconds = self.config.data.clip_seconds if seconds is None else float(seconds)
-        ids, cond = self._conditioning(labels, batch)
+        seconds = default_seconds(self.config) if seconds is None else float(seconds)
+        samples, frames, model_frames = pipeline.shapes(self.config, seconds)
+        ids, cond = self._conditioning(labels, batch, frames, length)
         sc = self.config.sampling
         cfg = sc.cfg if cfg is None else float(cfg)
         B = ids.shape[0]
-        samples, frames, model_frames = pipeline.shapes(self.config, seconds)
         kwargs = {}
         if init_audio is not None:
             y = self._audio_input(init_audio, samples)
@@ -227,17 +266,18 @@ class Pipeline:
         Griffin-Lim starts from their phase, so both sides are coherent), and the overlap is
         cross-faded linearly, so the seam has no jump. Chunk k uses ``fold_in(key(seed), k)``.
         """
-        sc = self.config.data.clip_seconds if chunk_seconds is None else float(chunk_seconds)
+        sc = default_seconds(self.config) if chunk_seconds is None else float(chunk_seconds)
         sr = self.sr
         n, ov = int(round(sc * sr)), int(round(overlap_seconds * sr))
         if not 0 < ov < n // 2:
             raise ParamError(f"overlap_seconds={overlap_seconds} must be in (0, chunk_seconds/2 = {sc / 2})")
         if chunks < 1:
             raise ParamError(f"chunks={chunks} must be >= 1")
-        ids, cond = self._conditioning(labels, batch)
+        _, frames, model_frames = pipeline.shapes(self.config, sc)
+        ids, cond = self._conditioning(labels, batch, frames,  # a stream's sound never ends
+                                       sc if self.config.model.length_cond else None)
         B = ids.shape[0]
         cfg = self.config.sampling.cfg if cfg is None else float(cfg)
-        _, _, model_frames = pipeline.shapes(self.config, sc)
         keep = jnp.asarray(pipeline.continuation_mask(ov, self.config, model_frames))
         fade = ((np.arange(ov) + 0.5) / ov).astype(np.float32)  # linear: the two sides are coherent
         prompt, tail = np.zeros((B, ov), np.float32), None

@@ -5,7 +5,12 @@ Layout of a model folder (written by :func:`save_for_generation`, e.g. by
 
     params.msgpack   the DiT params (flax.serialization msgpack of the nested dict, float32)
     model.json       {"format": 1, "step": int, "config": Config.to_dict(),
-                      "stats": MelStats.to_dict(), "vocab": {label: [class names]}}
+                      "stats": MelStats.to_dict(), "vocab": {label: [class names]},
+                      "lengths": {"frames": median content frames, "by_labels": {"i,j": frames}} or null}
+
+``lengths`` (whole-file models, ``model.length_cond``): the median content length in frames
+of the training items, overall and per label combination (class ids joined by ","), the
+default sound length at generation.
 
 ``config.model.labels`` lists the labels in conditioning order; ``vocab[name][i]`` is the
 class with id ``i``. Loading needs flax and the model code only: no optax, no Orbax.
@@ -32,16 +37,18 @@ FORMAT = 1
 
 
 class GenerationModel(NamedTuple):
-    """params: DiT params pytree; config: its Config; stats: MelStats; vocab: {label: class names}."""
+    """params: DiT params pytree; config: its Config; stats: MelStats; vocab: {label: class names};
+    lengths: typical content lengths (see the module docstring) or None."""
 
     params: Any
     config: Config
     stats: MelStats
     vocab: dict[str, tuple[str, ...]]
+    lengths: dict | None = None
 
 
 def save_for_generation(out_dir: str, params: Any, config: Config, stats: MelStats,
-                        vocab: dict[str, tuple[str, ...]], *, step: int = 0) -> str:
+                        vocab: dict[str, tuple[str, ...]], *, step: int = 0, lengths: dict | None = None) -> str:
     """Write ``params.msgpack`` and ``model.json`` into ``out_dir`` (atomically each); returns ``out_dir``."""
     names = [n for n, _ in config.model.labels]
     if sorted(vocab) != sorted(names):
@@ -50,7 +57,7 @@ def save_for_generation(out_dir: str, params: Any, config: Config, stats: MelSta
     host = jax.tree.map(lambda p: np.asarray(jax.device_get(p), np.float32), params)
     _atomic_write(os.path.join(out_dir, PARAMS), serialization.msgpack_serialize(host))
     meta = {"format": FORMAT, "step": int(step), "config": config.to_dict(), "stats": stats.to_dict(),
-            "vocab": {n: list(vocab[n]) for n in names}}
+            "vocab": {n: list(vocab[n]) for n in names}, "lengths": lengths}
     _atomic_write(os.path.join(out_dir, MODEL), json.dumps(meta, indent=1).encode())
     return out_dir
 
@@ -77,7 +84,7 @@ def load_for_generation(path: str) -> GenerationModel:
     with open(files[0], "rb") as f:
         params = serialization.msgpack_restore(f.read())
     _check_params(params, config, files[0])
-    return GenerationModel(jax.tree.map(jnp.asarray, params), config, stats, vocab)
+    return GenerationModel(jax.tree.map(jnp.asarray, params), config, stats, vocab, meta.get("lengths"))
 
 
 def _check_params(params: Any, config: Config, where: str) -> None:

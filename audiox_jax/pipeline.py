@@ -28,7 +28,7 @@ from audiox_jax.audio.mel import MelStats, denormalize, normalize
 from audiox_jax.config import Config
 from audiox_jax.diffusion import guidance, samplers, schedules
 from audiox_jax.errors import ParamError
-from audiox_jax.models.dit import DiT, null_cond
+from audiox_jax.models.dit import DiT, frame_mask, null_cond
 
 _GLA_STREAM = 3  # per-sample key stream for the Griffin-Lim initial phase (samplers use 0-2)
 
@@ -108,6 +108,27 @@ def audio_to_model_space(audio: jax.Array, config: Config, stats: MelStats, mode
     return _pad_frames(normalize(frontend.log_mel(audio, config.audio), stats), model_frames)
 
 
+def silence_log_mel(stats: MelStats, audio_cfg) -> float:
+    """The log-mel value of silence: the normaliser's floor (``range`` stats: its ``lo``), else the log floor."""
+    to_log = np.log if audio_cfg.log == "ln" else (lambda v: 10.0 * np.log10(v))
+    return float(stats.lo) if stats.kind == "range" else float(to_log(audio_cfg.floor))
+
+
+def to_log_mel(z: jax.Array, stats: MelStats, audio_cfg, length: jax.Array | None = None) -> jax.Array:
+    """Model space f32[B, n_mels, frames] -> log-mel, bounded to what training saw.
+
+    ``range`` stats (a fixed dynamic range): z is clipped to [-1, 1] first, so no frame is
+    louder than the loudest training frame or quieter than its floor. ``length`` f32[B]
+    (length-conditioned models): frames at or past it are set to silence.
+    """
+    if stats.kind == "range":
+        z = jnp.clip(z, -1.0, 1.0)
+    log_mel = clip_log_mel(denormalize(z, stats), audio_cfg)
+    if length is not None:
+        log_mel = jnp.where(frame_mask(length, z.shape[-1])[:, None, :], log_mel, silence_log_mel(stats, audio_cfg))
+    return log_mel
+
+
 def clip_log_mel(log_mel: jax.Array, audio_cfg) -> jax.Array:
     """Clip log-mel to [log floor, log 1e6]: mel power of real audio stays far below 1e6
     (a full-scale sine peaks near 1e3 with Slaney filters), so a trained model is untouched
@@ -161,6 +182,8 @@ def generate(
       key: one ``jax.random`` key; sample b uses ``fold_in(key, b)``.
       cond: DiT conditioning dict ({"labels": i32[B, n_labels], "vec": ..., "seq": ...}),
         label -1 = unconditional for that label; None = unconditional (give ``batch``).
+        Length-conditioned models (``model.length_cond``) also take "length": f32[B], the sound's
+        length in frames (missing = all of ``seconds``); the frames after it are silence.
       config, stats: the model's Config (audio, model, diffusion, sampling defaults) and
         log-mel normaliser. Static.
       seconds: output length in seconds (static).
@@ -197,6 +220,14 @@ def generate(
         raise ParamError("mask= and strength= need init_audio= (the audio to inpaint, continue or vary)")
     if init_audio is not None and mask is None and strength is None:
         raise ParamError("init_audio= needs mask= (inpainting/continuation) or strength= (variation)")
+
+    length = None
+    if config.model.length_cond:
+        cond = dict(cond or {})
+        length = jnp.minimum(jnp.asarray(cond.get("length", jnp.full((B,), frames, jnp.float32)), jnp.float32), frames)
+        cond["length"] = length
+        if neg_cond is not None:
+            neg_cond = {**neg_cond, "length": length}
 
     form = config.diffusion.make_formulation()
     keys = sample_keys(key, B)
@@ -235,7 +266,7 @@ def generate(
     out = samplers.sample(denoise, x_init, sigmas, keys, sampler=sampler, eta=eta, inpaint=inpaint,
                           return_trajectory=return_trajectory)
 
-    log_mel = clip_log_mel(denormalize(out.x[..., :frames], stats), config.audio)  # [B, n_mels, frames]
+    log_mel = to_log_mel(out.x[..., :frames], stats, config.audio, length)  # [B, n_mels, frames]
     if not vocode:
         return Generated(None, log_mel, out.trajectory_x, out.trajectory_x0)
     phase_keys = jax.vmap(lambda k: jax.random.fold_in(k, _GLA_STREAM))(keys)

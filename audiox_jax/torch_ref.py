@@ -202,8 +202,9 @@ def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7
 
 
 def denormalize(z: torch.Tensor, stats) -> torch.Tensor:
-    """Model space -> log-mel, as ``audio.mel.denormalize``."""
+    """Model space -> log-mel, as ``pipeline.to_log_mel`` (``range`` stats clip z to [-1, 1] first)."""
     if stats.kind == "range":
+        z = z.clamp(-1.0, 1.0)
         return (z + 1.0) * 0.5 * (stats.hi - stats.lo) + stats.lo
     mean = torch.as_tensor(np.asarray(stats.mean, np.float32), device=z.device)[:, None]
     std = torch.as_tensor(np.asarray(stats.std, np.float32), device=z.device)[:, None]

@@ -134,3 +134,52 @@ def test_stream_chunks_continue_each_other(model_dir):
     np.testing.assert_allclose(pieces[0], np.asarray(chunk0)[:, : 11025 - 2205], atol=1e-5)
     with pytest.raises(ParamError, match="overlap_seconds=0.4 must be in"):
         next(pipe.generate_stream({"instrument": "piano"}, chunk_seconds=0.5, overlap_seconds=0.4))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch", "0"], "--batch 0 must be >= 1"),
+    (["--cfg", "nan"], "--cfg nan must be a finite number"),
+    (["--strength", "2"], "--strength 2.0 must be in"),
+    (["--strength", "-0.5"], "--strength -0.5 must be in"),
+    (["--out", "x.txt"], "unknown audio extension '.txt'"),
+    (["--init-audio", "IN", "--keep", "nan:1"], "0 <= START < END"),
+    (["--init-audio", "IN", "--keep", "5:1"], "0 <= START < END"),
+    (["--init-audio", "IN", "--keep", "0:0.2", "--strength", "0.5"], "not both"),
+])
+def test_cli_bad_generate_options_are_one_line_errors(model_dir, tmp_path, capsys, args, message):
+    t = np.arange(4000) / 22050
+    sf.write(tmp_path / "in.wav", 0.3 * np.sin(2 * np.pi * 262 * t), 22050)
+    args = [str(tmp_path / "in.wav") if a == "IN" else a for a in args]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "o.wav")]
+    rc = cli.main(["generate", "--checkpoint", model_dir, "--instrument", "flute", "--pitch", "D4", "--seconds", "0.5",
+                   "--no-cache", *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_cli_out_folder_is_refused_before_generating(model_dir, tmp_path, capsys):
+    rc = cli.main(["generate", "--checkpoint", model_dir, "--instrument", "flute", "--seconds", "0.5",
+                   "--out", str(tmp_path), "--no-cache"])
+    assert rc == 2 and "is a folder" in capsys.readouterr().err
+
+
+def test_keep_without_seconds_takes_the_input_length(model_dir, tmp_path):
+    t = np.arange(11025) / 22050
+    sf.write(tmp_path / "in.wav", 0.3 * np.sin(2 * np.pi * 262 * t), 22050)
+    rc = cli.main(["generate", "--checkpoint", model_dir, "--instrument", "piano", "--init-audio", str(tmp_path / "in.wav"),
+                   "--keep", "0:0.25", "--out", str(tmp_path / "k.wav"), "--no-cache"])
+    assert rc == 0 and sf.read(tmp_path / "k.wav")[0].shape == (11025,)
+
+
+def test_loudness_policy_never_clips_silently(capsys):
+    loud = np.stack([np.linspace(-4, 4, 100), np.linspace(-0.5, 0.5, 100)]).astype(np.float32)
+    out, peak, done = cli.loudness_policy(loud, "limit")
+    assert peak == 4.0 and "scaled" in done
+    assert abs(np.abs(out[0]).max() - 10 ** (-1 / 20)) < 1e-6 and np.allclose(out[1], loud[1])  # only the loud clip
+    out, _, _ = cli.loudness_policy(loud, "peak")
+    assert np.allclose(np.abs(out).max(axis=1), 10 ** (-1 / 20))
+    out, _, done = cli.loudness_policy(loud, "none")
+    assert np.array_equal(out, loud) and done == "as generated"
+    assert "clip" in capsys.readouterr().err

@@ -140,9 +140,9 @@ def test_inpainting_keeps_the_known_region(model):
     mask = pipeline.continuation_mask(samples // 2, cfg, model_frames)
     assert 0 < mask.sum() < model_frames and mask[0] == 1 and mask[-1] == 0
     out = gen(model, cfg=2.0, init_audio=init[: samples // 2], mask=mask)
-    known = pipeline.clip_log_mel(
-        pipeline.denormalize(pipeline.audio_to_model_space(jnp.asarray(np.pad(init[: samples // 2], (0, samples - samples // 2)))[None],
-                                                           cfg, STATS, model_frames), STATS)[..., :frames], cfg.audio)
+    known = pipeline.to_log_mel(
+        pipeline.audio_to_model_space(jnp.asarray(np.pad(init[: samples // 2], (0, samples - samples // 2)))[None],
+                                      cfg, STATS, model_frames)[..., :frames], STATS, cfg.audio)
     keep = mask[:frames] == 1
     np.testing.assert_allclose(out.log_mel[0][:, keep], known[0][:, keep], atol=1e-4)
     free = gen(model, cfg=2.0)

@@ -105,17 +105,19 @@ def _adaptive(mse: jax.Array, p: float, c: float) -> jax.Array:
 
 
 def shortcut_loss(model_fn: IntervalFn, x0: jax.Array, key: jax.Array, *, min_interval: float = 1 / 128,
-                  adaptive_p: float = 0.0, adaptive_c: float = 1e-3, substeps: int = 2, flow_fn=None) -> jax.Array:
+                  adaptive_p: float = 0.0, adaptive_c: float = 1e-3, substeps: int = 2, flow_fn=None,
+                  mask=None) -> jax.Array:
     """Shortcut self-consistency: f32[B] per-example (adaptively weighted) MSE of ``u(x_t, t, h)``
-    against ``substeps`` sub-steps of the model itself (short ones from ``flow_fn`` when given)."""
+    against ``substeps`` sub-steps of the model itself (short ones from ``flow_fn`` when given);
+    ``mask`` f32[B, T] keeps padding frames out (as in ``formulations``)."""
     x_t, t, h, _ = _noised(x0, key, min_interval)
     target = shortcut_target(model_fn, x_t, t, h, min_interval=min_interval, substeps=substeps, flow_fn=flow_fn)
-    return _adaptive(_per_example_mean((model_fn(x_t, t, h) - target) ** 2), adaptive_p, adaptive_c)
+    return _adaptive(_per_example_mean((model_fn(x_t, t, h) - target) ** 2, mask), adaptive_p, adaptive_c)
 
 
 def meanflow_loss(model_fn: IntervalFn, x0: jax.Array, key: jax.Array, *, min_interval: float = 1 / 128,
                   adaptive_p: float = 1.0, adaptive_c: float = 1e-3, velocity: str = "data",
-                  flow_fn=None) -> jax.Array:
+                  flow_fn=None, mask=None) -> jax.Array:
     """MeanFlow: f32[B] per-example (adaptively weighted) MSE of ``u(x_t, t, h)`` against
     ``sg(v + h du/dt)``. velocity "data": v = x0 - eps, the conditional velocity (the paper,
     unbiased but noisy); "model": v = sg(u(x_t, t, 0)), the model's own flow (one more forward
@@ -130,7 +132,7 @@ def meanflow_loss(model_fn: IntervalFn, x0: jax.Array, key: jax.Array, *, min_in
     elif velocity == "model":
         v = jax.lax.stop_gradient(model_fn(x_t, t, jnp.zeros_like(h)))
     u, target = meanflow_target(model_fn, x_t, t, h, v)
-    return _adaptive(_per_example_mean((u - target) ** 2), adaptive_p, adaptive_c)
+    return _adaptive(_per_example_mean((u - target) ** 2, mask), adaptive_p, adaptive_c)
 
 
 CONSISTENCY_LOSSES = {"shortcut": shortcut_loss, "meanflow": meanflow_loss}

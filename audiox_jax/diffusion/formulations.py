@@ -62,8 +62,9 @@ class Formulation(NamedTuple):
 
     name: the registry name, e.g. "rf".
     denoiser: ``model_fn -> D(z: f32[B, ...], sigma: f32[B]) -> x0_hat: f32[B, ...]``.
-    loss: ``(model_fn, x0, key, *, t_sampler, mean, std, shift) -> f32[B]``, the per-example
-        mean squared error in the formulation's natural target.
+    loss: ``(model_fn, x0, key, *, t_sampler, mean, std, shift, mask) -> f32[B]``, the per-example
+        mean squared error in the formulation's natural target; ``mask`` f32[B, T] (optional)
+        restricts it to content frames (padding out of the loss).
     t_to_sigma, sigma_to_t: elementwise maps between the formulation's time and VE sigma.
     sigma_min, sigma_max: the natural sampling range in VE sigma (Python floats).
     """
@@ -82,9 +83,18 @@ def _bcast(v: jax.Array, x: jax.Array) -> jax.Array:
     return jnp.reshape(v, v.shape + (1,) * (x.ndim - v.ndim))
 
 
-def _per_example_mean(sq: jax.Array) -> jax.Array:
-    """f32[B, ...] -> f32[B]: mean over every axis but the batch axis."""
-    return jnp.mean(sq.reshape(sq.shape[0], -1), axis=1)
+def _per_example_mean(sq: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """f32[B, ..., T] -> f32[B]: mean over every axis but the batch axis.
+
+    mask: optional f32/bool[B, T] frame weights (1 = content, 0 = padding) over the last
+    axis; the mean is then over the content frames only, so padding never reaches the loss.
+    """
+    if mask is None:
+        return jnp.mean(sq.reshape(sq.shape[0], -1), axis=1)
+    m = jnp.broadcast_to(jnp.asarray(mask, sq.dtype).reshape(sq.shape[0], *(1,) * (sq.ndim - 2), sq.shape[-1]),
+                         sq.shape)
+    total = jnp.sum((sq * m).reshape(sq.shape[0], -1), axis=1)
+    return total / jnp.maximum(jnp.sum(m.reshape(sq.shape[0], -1), axis=1), 1.0)
 
 
 def noise_level(key: jax.Array, batch: int, t_sampler: str = "uniform", *,
@@ -135,13 +145,13 @@ def _rf_denoiser(model_fn: ModelFn) -> Denoiser:
     return denoise
 
 
-def _rf_loss(model_fn, x0, key, *, t_sampler="uniform", mean=0.0, std=1.0, shift=1.0):
-    """Flow matching: || v_theta(x_t, t) - (x0 - eps) ||^2, t = 1 - u."""
+def _rf_loss(model_fn, x0, key, *, t_sampler="uniform", mean=0.0, std=1.0, shift=1.0, mask=None):
+    """Flow matching: || v_theta(x_t, t) - (x0 - eps) ||^2, t = 1 - u (over ``mask``'s frames)."""
     k_t, k_n = jax.random.split(key)
     t = 1.0 - noise_level(k_t, x0.shape[0], t_sampler, mean=mean, std=std, shift=shift)
     eps = jax.random.normal(k_n, x0.shape, x0.dtype)
     x_t = _bcast(t, x0) * x0 + _bcast(1.0 - t, x0) * eps
-    return _per_example_mean((model_fn(x_t, t) - (x0 - eps)) ** 2)
+    return _per_example_mean((model_fn(x_t, t) - (x0 - eps)) ** 2, mask)
 
 
 # ---------------------------------------------------------------- variance preserving
@@ -196,14 +206,14 @@ def _vp_denoiser(model_fn, *, sigma_to_t, prediction):
 
 
 def _vp_loss(model_fn, x0, key, *, t_to_sigma, prediction,
-             t_sampler="uniform", mean=0.0, std=1.0, shift=1.0):
+             t_sampler="uniform", mean=0.0, std=1.0, shift=1.0, mask=None):
     """|| eps_theta - eps ||^2 or || v_theta - v ||^2 at t = u."""
     k_t, k_n = jax.random.split(key)
     t = noise_level(k_t, x0.shape[0], t_sampler, mean=mean, std=std, shift=shift)
     eps = jax.random.normal(k_n, x0.shape, x0.dtype)
     alpha, sig = _vp_coefs(t_to_sigma(t), x0)
     target = eps if prediction == "eps" else alpha * eps - sig * x0
-    return _per_example_mean((model_fn(alpha * x0 + sig * eps, t) - target) ** 2)
+    return _per_example_mean((model_fn(alpha * x0 + sig * eps, t) - target) ** 2, mask)
 
 
 # ---------------------------------------------------------------- EDM
@@ -225,7 +235,7 @@ def _edm_denoiser(model_fn, *, sigma_data):
 
 
 def _edm_loss(model_fn, x0, key, *, sigma_data, t_sampler="logit_normal", mean=-1.2, std=1.2,
-              shift=1.0):
+              shift=1.0, mask=None):
     """lambda(sigma) || D(x0 + sigma eps, sigma) - x0 ||^2, lambda = 1 / c_out^2.
 
     sigma = u / (1 - u); the default logit_normal(-1.2, 1.2) is ln(sigma) ~ N(-1.2, 1.2^2).
@@ -236,7 +246,7 @@ def _edm_loss(model_fn, x0, key, *, sigma_data, t_sampler="logit_normal", mean=-
     z = x0 + _bcast(sigma, x0) * jax.random.normal(k_n, x0.shape, x0.dtype)
     weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
     x0_hat = _edm_denoiser(model_fn, sigma_data=sigma_data)(z, sigma)
-    return weight * _per_example_mean((x0_hat - x0) ** 2)
+    return weight * _per_example_mean((x0_hat - x0) ** 2, mask)
 
 
 # ---------------------------------------------------------------- registry

@@ -24,6 +24,13 @@ Conventions, stated once:
   like t (its own MLP, last Dense zero-initialised) and added to c. So a model made by
   fine-tuning a plain checkpoint starts as exactly that checkpoint for every h, and h=0
   (the default when h is not passed) is the instantaneous prediction.
+- Length (``length_cond=True``): cond["length"] f32[B] is the content length in frames
+  (1 <= length <= T; missing = T). Frames at or past it are padding: they are zeroed at the
+  input, masked out of self-attention as keys (a token is kept when its first frame is
+  content) and zeroed at the output, so padding has no influence on the content frames.
+  The length is embedded like t (sinusoid of the frame count, its own MLP whose last Dense
+  starts at zero) and added to c, so the model knows where its sound must end (as
+  stable-audio-tools conditions on seconds).
 """
 import dataclasses
 import math
@@ -55,6 +62,8 @@ class DiTConfig:
     attn_impl: passed to jax.nn.dot_product_attention; None is XLA in jax 0.10, "cudnn" asks
     for the cuDNN flash kernel (GPU, bfloat16 only).
     interval: also condition on the step length h (few-step objectives, ``diffusion.fewstep``).
+    length_cond: condition on the content length in frames and mask the padding after it
+    (cond["length"], see the module docstring).
     """
 
     n_mels: int = 80
@@ -72,6 +81,7 @@ class DiTConfig:
     time_scale: float = 1000.0
     attn_impl: str | None = None
     interval: bool = False
+    length_cond: bool = False
 
     def __post_init__(self):
         for name in ("n_mels", "patch", "dim", "depth", "heads"):
@@ -225,7 +235,7 @@ def _complete_cond(cfg: DiTConfig, x: jax.Array, t: jax.Array, cond: dict | None
         raise ParamError(f"t.shape={t.shape} must be [batch={B}]")
     cond = dict(cond or {})
     allowed = {"labels": bool(cfg.labels), "vec": cfg.vec_dim > 0,
-               "seq": cfg.seq_dim > 0, "seq_mask": cfg.seq_dim > 0}
+               "seq": cfg.seq_dim > 0, "seq_mask": cfg.seq_dim > 0, "length": cfg.length_cond}
     extra = sorted(k for k in cond if not allowed.get(k, False))
     if extra:
         raise ParamError(f"cond keys {extra} are not used by this config (labels={cfg.labels}, "
@@ -246,7 +256,16 @@ def _complete_cond(cfg: DiTConfig, x: jax.Array, t: jax.Array, cond: dict | None
     mask = cond.setdefault("seq_mask", jnp.ones(seq.shape[:2], bool))
     if mask.shape != seq.shape[:2] or mask.dtype != jnp.bool_:
         raise ParamError(f"cond['seq_mask'] {mask.dtype}{mask.shape} must be bool{seq.shape[:2]}")
+    if cfg.length_cond:
+        length = cond.setdefault("length", jnp.full((B,), T, jnp.float32))
+        if jnp.shape(length) != (B,):
+            raise ParamError(f"cond['length'].shape={jnp.shape(length)} must be [batch={B}] (content frames)")
     return cond
+
+
+def frame_mask(length: jax.Array, frames: int) -> jax.Array:
+    """bool[B, frames]: True on content frames, ``frame < length`` (length f32/i32[B] in frames)."""
+    return jnp.arange(frames)[None, :] < jnp.asarray(length)[:, None]
 
 
 class DiT(nn.Module):
@@ -273,6 +292,11 @@ class DiT(nn.Module):
         step_len = h  # the name h is the token activations below
         B, _, T = x.shape
         N, D, p = T // cfg.patch, cfg.dim, cfg.patch
+        content = None
+        if cfg.length_cond:  # [B, T] content frames; padding is zeroed and masked (module docstring)
+            length = jnp.clip(cond["length"].astype(jnp.float32), 1.0, T)
+            content = frame_mask(length, T)
+            x = jnp.where(content[:, None, :], x, 0.0)
 
         h = x.astype(dt).transpose(0, 2, 1)  # [B, T, n_mels]
         h = h.reshape(B, N, p * cfg.n_mels)  # [B, T/p, p*n_mels]: p whole frames per token
@@ -293,8 +317,13 @@ class DiT(nn.Module):
             c = c + table(idx)  # [B, D]
         if cfg.vec_dim:
             c = c + _dense(D, dt, name="vec_proj")(cond["vec"].astype(dt))  # [B, D]
+        if cfg.length_cond:
+            e = timestep_features(length).astype(dt)  # [B, 256], the frame count as a position
+            c = c + _dense(D, dt, zero=True, name="len_mlp_out")(nn.silu(_dense(D, dt, name="len_mlp_in")(e)))
 
         ctx = ctx_mask = self_mask = None
+        if content is not None:
+            self_mask = content[:, ::p]  # [B, T/p]: a token is content when its first frame is
         positions = jnp.arange(N)
         if cfg.seq_dim:
             null = self.param("seq_null", nn.initializers.normal(0.02), (D,), jnp.float32)
@@ -304,7 +333,8 @@ class DiT(nn.Module):
         S = 0 if ctx is None else ctx.shape[1]
         if cfg.seq_mode == "prepend" and ctx is not None:
             h = jnp.concatenate([ctx, h], axis=1)  # [B, 1+L+T/p, D]
-            self_mask = jnp.concatenate([ctx_mask, jnp.ones((B, N), bool)], 1)  # [B, 1+L+T/p]
+            audio_mask = jnp.ones((B, N), bool) if self_mask is None else self_mask
+            self_mask = jnp.concatenate([ctx_mask, audio_mask], 1)  # [B, 1+L+T/p]
             positions = jnp.concatenate([jnp.zeros(S, positions.dtype), positions])
             ctx = ctx_mask = None
         rope = rope_tables(positions, D // cfg.heads)
@@ -312,7 +342,7 @@ class DiT(nn.Module):
         block = nn.remat(Block) if cfg.remat else Block
         for i in range(cfg.depth):
             h = block(cfg, name=f"block_{i}")(h, c, ctx, ctx_mask, self_mask, rope)
-        if self_mask is not None:
+        if S and cfg.seq_mode == "prepend":
             h = h[:, S:]  # [B, T/p, D]: drop the prepended tokens
 
         mod = _dense(2 * D, dt, zero=True, name="final_adaln")(nn.silu(c))  # [B, 2D]
@@ -321,6 +351,8 @@ class DiT(nn.Module):
         h = _dense(p * cfg.n_mels, dt, zero=True, name="final_out")(h)  # [B, T/p, p*n_mels]
         out = h.astype(jnp.float32).reshape(B, T, cfg.n_mels)  # [B, T, n_mels]
         out = out.transpose(0, 2, 1)  # [B, n_mels, T]
+        if content is not None:
+            out = jnp.where(content[:, None, :], out, 0.0)
         assert out.shape == x.shape, (out.shape, x.shape)
         return out
 
@@ -392,7 +424,7 @@ def flops_per_forward(config: DiTConfig, frames: int, batch: int = 1, seq_len: i
         return 2.0 * m * k * n
 
     f = mm(B * N, cfg.patch * cfg.n_mels, D)  # patch embed
-    f += (2 if cfg.interval else 1) * (mm(B, FREQ_DIM, D) + mm(B, D, D))  # timestep (and interval) MLPs
+    f += (1 + cfg.interval + cfg.length_cond) * (mm(B, FREQ_DIM, D) + mm(B, D, D))  # t (interval, length) MLPs
     f += mm(B, cfg.vec_dim, D)  # vec projection
     f += mm(B * seq_len, cfg.seq_dim, D) if cfg.seq_dim else 0.0  # seq projection
     Ns = N + S if cfg.seq_mode == "prepend" else N  # tokens in self-attention

@@ -34,7 +34,8 @@ CHECKPOINTS = "checkpoints"
 
 
 class Restored(NamedTuple):
-    """What a checkpoint holds: state (TrainState), step (updates), data_state, config, stats, vocab."""
+    """What a checkpoint holds: state (TrainState), step (updates), data_state, config, stats, vocab,
+    and lengths (typical content lengths, ``training.data.length_table``; None for fixed clips)."""
 
     state: Any
     step: int
@@ -42,6 +43,7 @@ class Restored(NamedTuple):
     config: Config
     stats: MelStats
     vocab: dict[str, tuple[str, ...]]
+    lengths: dict | None = None
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -63,9 +65,9 @@ def make_manager(workdir: str, tc: TrainConfig, *, read_only: bool = False) -> o
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any, *, data_state: dict, config: Config,
-         stats: MelStats, vocab: dict, val_loss: float | None = None) -> None:
+         stats: MelStats, vocab: dict, val_loss: float | None = None, lengths: dict | None = None) -> None:
     """Start an async save of everything at ``step`` (returns once the arrays are copied to the host)."""
-    meta = {"stats": stats.to_dict(), "vocab": {k: list(v) for k, v in vocab.items()}}
+    meta = {"stats": stats.to_dict(), "vocab": {k: list(v) for k, v in vocab.items()}, "lengths": lengths}
     manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
         data=ocp.args.JsonSave(data_state),
@@ -92,7 +94,8 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any, step: int | Non
     ))
     meta = out["meta"]
     return Restored(out["state"], int(step), dict(out["data"]), from_dict(out["config"]),
-                    MelStats.from_dict(meta["stats"]), {k: tuple(v) for k, v in meta["vocab"].items()})
+                    MelStats.from_dict(meta["stats"]), {k: tuple(v) for k, v in meta["vocab"].items()},
+                    meta.get("lengths"))
 
 
 def restore_config(manager: ocp.CheckpointManager, step: int | None = None) -> Config:
@@ -126,4 +129,4 @@ def export_for_generation(workdir: str, out_dir: str, *, step: int | None = None
         abstract = abstract_like(shapes, jax.tree.map(lambda _: cpu, shapes))
         got = restore(manager, abstract, step)
     params = jax.tree.map(np.asarray, got.state.ema_params)
-    return save_for_generation(out_dir, params, got.config, got.stats, got.vocab, step=got.step)
+    return save_for_generation(out_dir, params, got.config, got.stats, got.vocab, step=got.step, lengths=got.lengths)

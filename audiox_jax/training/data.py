@@ -21,7 +21,9 @@ Labels (:func:`resolve_labels`), explicitly:
 
 Batches: :func:`model_batch` turns the iterator's NumPy batch into the step's input:
 ``x0 = audio.normalize(mel, stats)``, edge-padded in time to a multiple of the DiT patch
-(the padded frames are dropped again at generation, see ``pipeline.shapes``).
+(the padded frames are dropped again at generation, see ``pipeline.shapes``), and
+``length``: the item's content frames (``frames``: whole files padded to a common length
+keep their real length; the step keeps the frames past it out of the loss).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class TrainData(NamedTuple):
     labels: i32[N, n_labels] class ids in ``config.model.labels`` order.
     file_index: i32[N] into ``files``. files: a readable name per source file.
     offset_seconds: f32[N] start of each item in its file.
+    frames: i32[N] content frames of each item (the rest of its ``mels`` frames is padding).
     stats: the log-mel normaliser. vocab: {label name: class names}, model labels only.
     train_idx, val_idx: i64 item indices of the split (whole files to one side).
     """
@@ -59,6 +62,7 @@ class TrainData(NamedTuple):
     file_index: np.ndarray
     files: tuple[str, ...]
     offset_seconds: np.ndarray
+    frames: np.ndarray
     stats: MelStats
     vocab: dict[str, tuple[str, ...]]
     train_idx: np.ndarray
@@ -120,9 +124,12 @@ def _cache(config: Config) -> TrainData:
     config, cols = resolve_labels(config, names, vocab)
     labels = np.ascontiguousarray(cache.labels[:, cols], np.int32).reshape(len(cache), len(cols))
     sr = cache.manifest.audio_config.sr
+    if config.model.length_cond and not cache.manifest.clips.keep_whole:
+        raise ParamError(f"model.length_cond is set but data.cache={path!r} holds fixed-length clips; "
+                         "prepare it with data.whole_files=true (whole files padded to data.max_seconds)")
     return _finish(config, cache.mels, labels, cache.file_index.astype(np.int32),
                    tuple(f.path for f in cache.manifest.files), (cache.offset / sr).astype(np.float32),
-                   cache.stats, {n: vocab[n] for n in config.data.labels})
+                   np.asarray(cache.frames, np.int32), cache.stats, {n: vocab[n] for n in config.data.labels})
 
 
 def _synthetic(config: Config) -> TrainData:
@@ -139,12 +146,12 @@ def _synthetic(config: Config) -> TrainData:
     table = np.stack([labels[k] for k in names], axis=1).astype(np.int32)[:, cols]
     files = tuple(f"synthetic item {i} ({', '.join(f'{k}={vocab[k][labels[k][i]]}' for k in names)})"
                   for i in range(n))
-    return _finish(config, mels, table, np.arange(n, dtype=np.int32), files, np.zeros(n, np.float32), stats,
-                   {k: vocab[k] for k in config.data.labels})
+    return _finish(config, mels, table, np.arange(n, dtype=np.int32), files, np.zeros(n, np.float32),
+                   np.full(n, mels.shape[-1], np.int32), stats, {k: vocab[k] for k in config.data.labels})
 
 
-def _finish(config, mels, labels, file_index, files, offsets, stats, vocab) -> TrainData:
-    data = TrainData(config, mels, labels, file_index, files, offsets, stats, vocab,
+def _finish(config, mels, labels, file_index, files, offsets, frames, stats, vocab) -> TrainData:
+    data = TrainData(config, mels, labels, file_index, files, offsets, frames, stats, vocab,
                      np.arange(len(labels), dtype=np.int64), np.zeros(0, np.int64))
     train_idx, val_idx = split(data, config.data.val_fraction, config.train.seed)  # reads file_index, labels
     if len(train_idx) == 0:
@@ -157,11 +164,30 @@ def model_frames(frames: int, patch: int) -> int:
     return -(-frames // patch) * patch
 
 
-def model_batch(mel: np.ndarray, labels: np.ndarray, stats: MelStats, patch: int) -> dict[str, np.ndarray]:
+def model_batch(mel: np.ndarray, labels: np.ndarray, stats: MelStats, patch: int,
+                frames: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Log-mel f32[b, n_mels, frames] and labels i32[b, n_labels] -> the step's batch
-    ``{"x0": f32[b, n_mels, model_frames], "labels": i32[b, n_labels]}`` (see the module docstring)."""
+    ``{"x0": f32[b, n_mels, model_frames], "labels": i32[b, n_labels], "length": i32[b]}``
+    (see the module docstring). ``frames`` i32[b]: content frames per item (None: all)."""
     x0 = np.asarray(normalize(np.asarray(mel, np.float32), stats), np.float32)
-    pad = model_frames(x0.shape[-1], patch) - x0.shape[-1]
+    n = x0.shape[-1]
+    pad = model_frames(n, patch) - n
     if pad:
         x0 = np.pad(x0, ((0, 0), (0, 0), (0, pad)), mode="edge")
-    return {"x0": x0, "labels": np.asarray(labels, np.int32)}
+    length = np.full(len(x0), n, np.int32) if frames is None else np.minimum(np.asarray(frames, np.int32), n)
+    return {"x0": x0, "labels": np.asarray(labels, np.int32), "length": np.maximum(length, 1)}
+
+
+def length_table(data: TrainData) -> dict | None:
+    """Typical content lengths of the training items, saved with a whole-file model and used as
+    the default sound length at generation: ``{"frames": median, "by_labels": {"i,j": median}}``
+    (class ids joined by ","), or None for fixed-length clips (nothing to learn there)."""
+    if not data.config.data.whole_files:
+        return None
+    idx = data.train_idx
+    frames, labels = np.asarray(data.frames)[idx], np.asarray(data.labels)[idx]
+    by = {}
+    for row in np.unique(labels, axis=0) if labels.shape[1] else []:
+        hit = np.all(labels == row, axis=1)
+        by[",".join(str(int(v)) for v in row)] = int(np.median(frames[hit]))
+    return {"frames": int(np.median(frames)), "by_labels": by}

@@ -44,7 +44,7 @@ from audiox_jax.data.iterator import BatchIterator, process_slice
 from audiox_jax.errors import AudioxError, ParamError
 from audiox_jax.modelio import save_for_generation
 from audiox_jax.training import checkpoint as ckpt
-from audiox_jax.training.data import TrainData, load_train_data, model_batch
+from audiox_jax.training.data import TrainData, length_table, load_train_data, model_batch
 from audiox_jax.training.ema import Ema
 from audiox_jax.training.metrics import MetricsLog, Progress
 from audiox_jax.training.sharding import (batch_sharding, check_batch, make_mesh, put_batch, replicate,
@@ -112,7 +112,8 @@ def train(config: Config, workdir: str, *, data: TrainData | None = None, progre
     optimizer, ema_fn = make_optimizer(config.train), make_ema(config.train)  # 3. state
     teacher = load_teacher(config, data) if config.diffusion.teacher else None
     layout = make_layout(config, optimizer, ema_fn, mesh, teacher)           # 4. step
-    it = BatchIterator({"mel": data.mels, "labels": data.labels, "item": np.arange(len(data.labels))}, micro,
+    it = BatchIterator({"mel": data.mels, "labels": data.labels, "frames": data.frames,
+                        "item": np.arange(len(data.labels))}, micro,
                        seed=config.train.seed, indices=data.train_idx, process_index=jax.process_index(),
                        process_count=jax.process_count())
     os.makedirs(workdir, exist_ok=True)
@@ -138,7 +139,7 @@ def train(config: Config, workdir: str, *, data: TrainData | None = None, progre
     ema_params = host_tree(final.ema_params)                                 # 7. export
     if lead:
         save_for_generation(os.path.join(workdir, MODEL_DIR), ema_params, config, data.stats, data.vocab,
-                            step=config.train.steps)
+                            step=config.train.steps, lengths=length_table(data))
     return TrainResult(final, config, data, workdir, start)
 
 
@@ -304,7 +305,7 @@ def run_loop(config: Config, data: TrainData, layout: Layout, state: TrainState,
     for step in range(start + 1, tc.steps + 1):
         for micro in range(tc.grad_accum):
             raw = next(it)
-            batch = model_batch(raw["mel"], raw["labels"], data.stats, patch)
+            batch = model_batch(raw["mel"], raw["labels"], data.stats, patch, raw["frames"])
             state, metrics = layout.step(state, layout.put(batch))
             pending.append(_Pending(step, micro, metrics, raw["item"]))
         bar.advance(step)
@@ -328,7 +329,7 @@ def run_loop(config: Config, data: TrainData, layout: Layout, state: TrainState,
             val_loss = evaluate(config, data, layout, state, step, workdir, log, val=val_now, demos=demo_now)
         if save_now:
             ckpt.save(manager, step, layout.single(state), data_state=it.state(), config=config, stats=data.stats,
-                      vocab=data.vocab, val_loss=val_loss)
+                      vocab=data.vocab, val_loss=val_loss, lengths=length_table(data))
         if log_now or val_now or demo_now or save_now:
             t0, n0 = time.perf_counter(), step  # steps/s: training time since the last row only
     return state
@@ -404,7 +405,8 @@ def validation_loss(config: Config, data: TrainData, layout: Layout, params) -> 
         weight[:len(rows)] = 1.0
         rows = np.concatenate([rows, np.full(b - len(rows), rows[-1])])
         local = process_slice(np.arange(b), jax.process_index(), jax.process_count())
-        batch = model_batch(data.mels[rows[local]], data.labels[rows[local]], data.stats, config.model.patch)
+        batch = model_batch(data.mels[rows[local]], data.labels[rows[local]], data.stats, config.model.patch,
+                            data.frames[rows[local]])
         batch["weight"] = weight[local]
         out = layout.eval_sum(params, layout.put(batch), key_data, jnp.int32(first))
         total += float(np.asarray(jax.device_get(out)).reshape(-1)[0])
@@ -436,8 +438,13 @@ def write_demos(params, config: Config, data: TrainData, out_dir: str, key: jax.
 
     labels, names = demo_conditions(config, data.vocab)
     cond = None if labels is None else {"labels": jnp.asarray(labels)}
-    out = generate_jit(params, key, cond, config=config, stats=data.stats, seconds=config.data.clip_seconds,
-                       batch=len(names), cfg=None if cond is None else jnp.float32(config.sampling.cfg))
+    dc = config.data
+    if config.model.length_cond:  # each demo is as long as the typical training sound
+        table = length_table(data) or {"frames": int(np.median(data.frames))}
+        cond = {**(cond or {}), "length": jnp.full((len(names),), table["frames"], jnp.float32)}
+    out = generate_jit(params, key, cond, config=config, stats=data.stats,
+                       seconds=dc.max_seconds if dc.whole_files else dc.clip_seconds, batch=len(names),
+                       cfg=None if labels is None else jnp.float32(config.sampling.cfg))
     audio, log_mel = np.asarray(out.audio), np.asarray(out.log_mel)
     os.makedirs(out_dir, exist_ok=True)
     paths = []

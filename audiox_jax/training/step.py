@@ -8,7 +8,9 @@ and lr (the schedule at this update).
 
 Batches (made on the host by :func:`audiox_jax.training.data.model_batch`):
 ``{"x0": f32[B, n_mels, T] normalised log-mel, T a multiple of the patch;
-"labels": i32[B, n_labels] class ids}``.
+"labels": i32[B, n_labels] class ids; "length": i32[B] content frames}``. Frames at or past
+``length`` are padding: they are kept out of the loss (a frame mask), and a
+``model.length_cond`` model is also told the length (``cond["length"]``).
 
 Per-example randomness does not depend on the device layout. Example ``i`` of the
 global micro-batch gets ``fold_in(fold_in(train_key, update), first + i)`` with
@@ -41,7 +43,7 @@ ExampleLoss = Callable[[object, jax.Array, jax.Array, jax.Array], jax.Array]
 
 
 def make_example_loss(config: Config, teacher=None) -> ExampleLoss:
-    """``losses(params, x0 f32[B, n_mels, T], labels i32[B, n_labels], keys key[B]) -> f32[B]``.
+    """``losses(params, x0 f32[B, n_mels, T], labels i32[B, n_labels], length i32[B], keys key[B]) -> f32[B]``.
 
     Each example is its own batch of one under ``vmap``, so its noise comes from its key alone.
     Few-step objectives (``diffusion.objective``, `diffusion.fewstep`): the first
@@ -54,31 +56,35 @@ def make_example_loss(config: Config, teacher=None) -> ExampleLoss:
     form, options = dc.make_formulation(), dc.loss_options()
     labelled = bool(config.model.labels)
 
-    def example(loss_fn, distil, params, x0, labels, key):  # x0 f32[n_mels, T], labels i32[n_labels]
+    def example(loss_fn, distil, params, x0, labels, length, key):  # x0 f32[n_mels, T], labels i32[n_labels]
         k_drop, k_loss = jax.random.split(key)
         cond = drop_cond({"labels": labels[None]}, k_drop, dc.cond_dropout) if labelled else None
+        if config.model.length_cond:  # structure, not content: never dropped
+            cond = {**(cond or {}), "length": jnp.asarray(length, jnp.float32)[None]}
+        mask = (jnp.arange(x0.shape[-1]) < length)[None]  # [1, T]: content frames
 
         def model_fn(x, t, *h):  # h: the step length, few-step consistency examples only
             return model.apply({"params": params}, x, t, cond, *h)
 
         if distil:  # the frozen teacher's velocity, under the same condition
             t_model, t_params = DiT(teacher[0]), teacher[1]  # (DiTConfig, params, ...)
-            loss_fn = functools.partial(loss_fn, flow_fn=lambda x, t: t_model.apply({"params": t_params}, x, t, cond))
-        return loss_fn(model_fn, x0[None], k_loss)[0]
+            t_cond = cond if teacher[0].length_cond or cond is None else {k: v for k, v in cond.items() if k != "length"}
+            loss_fn = functools.partial(loss_fn, flow_fn=lambda x, t: t_model.apply({"params": t_params}, x, t, t_cond))
+        return loss_fn(model_fn, x0[None], k_loss, mask=mask)[0]
 
     per_example = lambda loss_fn, distil: jax.vmap(functools.partial(example, loss_fn, distil),  # noqa: E731
-                                                   in_axes=(None, 0, 0, 0))
+                                                   in_axes=(None, 0, 0, 0, 0))
     diffusion = per_example(functools.partial(form.loss, **options), False)
     if dc.objective == "diffusion":
         return diffusion
     consistency = per_example(functools.partial(fewstep.CONSISTENCY_LOSSES[dc.objective], **dc.consistency_options()),
                               teacher is not None)
 
-    def losses(params, x0, labels, keys):
+    def losses(params, x0, labels, length, keys):
         n = fewstep.consistency_count(x0.shape[0], dc.consistency_fraction)
-        parts = [consistency(params, x0[:n], labels[:n], keys[:n])] if n else []
+        parts = [consistency(params, x0[:n], labels[:n], length[:n], keys[:n])] if n else []
         if n < x0.shape[0]:
-            parts.append(diffusion(params, x0[n:], labels[n:], keys[n:]))
+            parts.append(diffusion(params, x0[n:], labels[n:], length[n:], keys[n:]))
         return jnp.concatenate(parts)
 
     return losses
@@ -96,7 +102,7 @@ def _loss_and_grads(losses: ExampleLoss, state: TrainState, batch: dict, first, 
     keys = example_keys(state.key, state.step // grad_accum, first, batch["x0"].shape[0])
 
     def mean_loss(params):
-        per = losses(params, batch["x0"], batch["labels"], keys)
+        per = losses(params, batch["x0"], batch["labels"], batch["length"], keys)
         parts = {"loss_consistency": jnp.mean(per[:n_consistency])} if n_consistency else {}
         if 0 < n_consistency < per.shape[0]:
             parts["loss_flow"] = jnp.mean(per[n_consistency:])
@@ -167,7 +173,7 @@ def make_pmap_step(config: Config, optimizer: optax.GradientTransformation, ema_
 
 def _weighted_sum(losses: ExampleLoss, params, batch: dict, key_data, first):
     keys = example_keys(key_data, jnp.zeros((), jnp.int32), first, batch["x0"].shape[0])
-    return jnp.sum(losses(params, batch["x0"], batch["labels"], keys) * batch["weight"])
+    return jnp.sum(losses(params, batch["x0"], batch["labels"], batch["length"], keys) * batch["weight"])
 
 
 def make_eval_fn(config: Config, mesh: Mesh, teacher=None) -> Callable[[object, dict, jax.Array, jax.Array], jax.Array]:
