@@ -52,6 +52,9 @@ class DiffusionConfig:
       0 it diverged here).
       meanflow_velocity: "data" (x0 - eps, the paper's) or "model" (the model's own h=0 velocity).
       substeps: shortcut, how many sub-steps of the model make one target (2 = Frans et al.).
+      prediction: rf only, what the network outputs: "v" (the velocity x0 - eps) or "x0" (the clean
+      data, turned into a velocity by ``formulations.x0_prediction``; for DiTs whose patch is
+      wider than their width, where v-prediction leaves speckle).
       teacher: distil from a trained flow model (built-in name, model folder or workdir, with
       this run's data stats): its frozen velocity makes the shortest sub-steps of the shortcut
       targets and MeanFlow's v, instead of the model's own h=0 answer. With a teacher,
@@ -73,8 +76,13 @@ class DiffusionConfig:
     meanflow_velocity: str = "data"
     substeps: int = 2
     teacher: str | None = None
+    prediction: str = "v"
 
     def __post_init__(self):
+        _choice("diffusion.prediction", self.prediction, ("v", "x0"))
+        if self.prediction == "x0" and self.formulation != "rf":
+            raise ParamError(f"diffusion.prediction='x0' is for formulation 'rf' (got {self.formulation!r}); "
+                             "use prediction 'v' or formulation rf")
         from audiox_jax.diffusion.fewstep import OBJECTIVES, VELOCITIES
         from audiox_jax.diffusion.formulations import FORMULATIONS, T_SAMPLERS
 
@@ -95,6 +103,12 @@ class DiffusionConfig:
         _choice("diffusion.vp_schedule", self.vp_schedule, ("cosine", "linear"))
         if not 0.0 <= self.cond_dropout < 1.0:
             raise ParamError(f"diffusion.cond_dropout={self.cond_dropout} must be in [0, 1)")
+
+    def velocity_fn(self, model_fn):
+        """The network as the formulation's model_fn (``prediction: x0`` wraps it into a velocity)."""
+        from audiox_jax.diffusion.formulations import x0_prediction
+
+        return x0_prediction(model_fn) if self.prediction == "x0" else model_fn
 
     def make_formulation(self):
         """The bound ``diffusion.formulations.Formulation``."""

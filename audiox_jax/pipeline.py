@@ -72,7 +72,7 @@ def denoiser(params, config: Config, cond: dict | None):
     (few-step models also take ``sigma_next: f32[B]``, see `diffusion.fewstep`)."""
     model = DiT(config.model)
     model_fn = lambda x, t, *h: model.apply({"params": params}, x, t, cond, *h)  # noqa: E731
-    return config.diffusion.make_formulation().denoiser(model_fn)
+    return config.diffusion.make_formulation().denoiser(config.diffusion.velocity_fn(model_fn))
 
 
 def check_sampler(config: Config, sampler: str) -> None:

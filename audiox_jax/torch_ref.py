@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audiox_jax.diffusion.formulations import X0_CLIP
 from audiox_jax.models.dit import FREQ_DIM, DiTConfig
 
 _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -80,21 +81,23 @@ class TorchBlock(nn.Module):
         self.mlp_in = nn.Linear(dim, hidden)
         self.mlp_out = nn.Linear(hidden, dim)
 
-    def forward(self, x, c_act, rope):
+    def forward(self, x, c_act, rope, key_mask=None):
+        """key_mask: bool[B, N] (True = attend to that token) or None."""
         B, N, D = x.shape
         shift1, scale1, gate1, shift2, scale2, gate2 = self.adaln(c_act).chunk(6, dim=-1)
         h = _modulate(_norm(x), shift1, scale1)
         qkv = self.qkv(h).reshape(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # [3, B, H, N, hd]
         q, k, v = apply_rope(qkv[0], *rope), apply_rope(qkv[1], *rope), qkv[2]
-        a = F.scaled_dot_product_attention(q, k, v)  # [B, H, N, hd]
+        mask = None if key_mask is None else key_mask[:, None, None, :]  # [B, 1, 1, N]
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, H, N, hd]
         x = x + gate1[:, None] * self.out(a.transpose(1, 2).reshape(B, N, D))
         h = _modulate(_norm(x), shift2, scale2)
         return x + gate2[:, None] * self.mlp_out(F.gelu(self.mlp_in(h), approximate="tanh"))
 
 
 class TorchDiT(nn.Module):
-    """``models.dit.DiT`` for label conditioning only: ``forward(x f32[B, n_mels, T], t f32[B],
-    labels int[B, n_labels] (-1 = null)) -> f32[B, n_mels, T]``. Load weights with
+    """``models.dit.DiT`` for label (and length) conditioning: ``forward(x f32[B, n_mels, T], t f32[B],
+    labels int[B, n_labels] (-1 = null), length f32[B] frames) -> f32[B, n_mels, T]``. Load weights with
     :func:`load_flax_params`. Labels outside [-1, num_classes) give NaN rows, as in Flax."""
 
     def __init__(self, config: DiTConfig):
@@ -108,18 +111,28 @@ class TorchDiT(nn.Module):
         self.t_mlp_in = nn.Linear(FREQ_DIM, D)
         self.t_mlp_out = nn.Linear(D, D)
         self.label_tables = nn.ModuleList(nn.Embedding(n + 1, D) for _, n in config.labels)  # row n = null
+        if config.length_cond:
+            self.len_mlp_in = nn.Linear(FREQ_DIM, D)
+            self.len_mlp_out = nn.Linear(D, D)
         self.blocks = nn.ModuleList(TorchBlock(D, config.heads, int(D * config.mlp_ratio)) for _ in range(config.depth))
         self.final_adaln = nn.Linear(D, 2 * D)
         self.final_out = nn.Linear(D, p * config.n_mels)
         self.to(_TORCH_DTYPES[config.dtype])
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None,
+                length: torch.Tensor | None = None) -> torch.Tensor:
         cfg = self.config
         B, n_mels, T = x.shape
         if n_mels != cfg.n_mels or T % cfg.patch:
             raise ValueError(f"x.shape={tuple(x.shape)} must be [B, {cfg.n_mels}, a multiple of {cfg.patch}]")
         dt = self.patch_embed.weight.dtype
         N, D = T // cfg.patch, cfg.dim
+        content = None
+        if cfg.length_cond:  # as dit.DiT: padding zeroed at the input and output, masked as attention keys
+            length = torch.full((B,), float(T), device=x.device) if length is None else length.float()
+            length = length.clamp(1.0, float(T))
+            content = torch.arange(T, device=x.device)[None, :] < length[:, None]  # [B, T]
+            x = torch.where(content[:, None, :], x, torch.zeros_like(x))
         h = self.patch_embed(x.to(dt).transpose(1, 2).reshape(B, N, cfg.patch * n_mels))  # [B, N, D]
         c = timestep_features(t.float() * cfg.time_scale).to(dt)
         c = self.t_mlp_out(F.silu(self.t_mlp_in(c)))  # [B, D]
@@ -131,13 +144,17 @@ class TorchDiT(nn.Module):
             idx = torch.where(lab == -1, torch.full_like(lab, n), lab.clamp(0, n))
             emb = table(idx)
             c = c + torch.where(bad[:, None], torch.full_like(emb, float("nan")), emb)
+        if content is not None:
+            c = c + self.len_mlp_out(F.silu(self.len_mlp_in(timestep_features(length).to(dt))))
         rope = rope_tables(N, D // cfg.heads, x.device)
         c_act = F.silu(c)
+        key_mask = None if content is None else content[:, :: cfg.patch]
         for block in self.blocks:
-            h = block(h, c_act, rope)
+            h = block(h, c_act, rope, key_mask)
         shift, scale = self.final_adaln(c_act).chunk(2, dim=-1)
         h = self.final_out(_modulate(_norm(h), shift, scale))  # [B, N, p * n_mels]
-        return h.float().reshape(B, T, n_mels).transpose(1, 2)  # [B, n_mels, T]
+        out = h.float().reshape(B, T, n_mels).transpose(1, 2)  # [B, n_mels, T]
+        return out if content is None else torch.where(content[:, None, :], out, torch.zeros_like(out))
 
 
 def load_flax_params(module: TorchDiT, params) -> TorchDiT:
@@ -158,6 +175,8 @@ def load_flax_params(module: TorchDiT, params) -> TorchDiT:
     walk(params, ())
     mapping = {"patch_embed": ("patch_embed",), "t_mlp_in": ("t_mlp_in",), "t_mlp_out": ("t_mlp_out",),
                "final_adaln": ("final_adaln",), "final_out": ("final_out",)}
+    if module.config.length_cond:
+        mapping.update({"len_mlp_in": ("len_mlp_in",), "len_mlp_out": ("len_mlp_out",)})
     for i in range(module.config.depth):
         for name in ("adaln", "mlp_in", "mlp_out"):
             mapping[f"blocks.{i}.{name}"] = (f"block_{i}", name)
@@ -267,24 +286,39 @@ def griffin_lim(S: torch.Tensor, phase: torch.Tensor, *, n_fft: int, hop_length:
     return torch.istft(S * angles, length=length, **kw)
 
 
-def euler_loop(module: TorchDiT, x: torch.Tensor, labels: torch.Tensor, sigmas, cfg: float | None) -> torch.Tensor:
+def euler_loop(module: TorchDiT, x: torch.Tensor, labels: torch.Tensor, sigmas, cfg: float | None, *,
+               prediction: str = "v", length: float | None = None) -> torch.Tensor:
     """Euler steps in VE sigma from x (at sigmas[0]) to sigmas[-1] with the rf denoiser
     ``x0 = x_t + (1 - t) v(x_t, t)``, t = 1 / (1 + sigma), x_t = t z, and CFG in x0 space
-    (``x0_c + (w - 1)(x0_c - x0_u)``, one batched cond + uncond forward) unless cfg is None."""
+    (``x0_c + (w - 1)(x0_c - x0_u)``, one batched cond + uncond forward) unless cfg is None.
+    prediction "x0": the network's output is x0 (v = (out - x_t) / max(1 - t, 0.05), as
+    ``formulations.x0_prediction``). length: content frames of a length-conditioned model."""
     B, device = x.shape[0], x.device
     both = torch.cat([labels, torch.full_like(labels, -1)]) if cfg is not None else labels
+    n = both.shape[0]
+    lengths = None if length is None else torch.full((n,), float(length), device=device)
+
+    def x0_of(x_t, t):
+        out = module(x_t, torch.full((x_t.shape[0],), t, device=device), both, lengths)
+        v = out if prediction == "v" else (out - x_t) / max(1.0 - t, X0_CLIP)
+        return x_t + (1.0 - t) * v
+
     for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
         t = 1.0 / (1.0 + sigma)
         x_t = x * t
         if cfg is None:
-            x0 = x_t + (1.0 - t) * module(x_t, torch.full((B,), t, device=device), both)
+            x0 = x0_of(x_t, t)
         else:
-            x2 = torch.cat([x_t, x_t])
-            x0_2 = x2 + (1.0 - t) * module(x2, torch.full((2 * B,), t, device=device), both)
+            x0_2 = x0_of(torch.cat([x_t, x_t]), t)
             x0_c, x0_u = x0_2[:B], x0_2[B:]
             x0 = x0_c + (cfg - 1.0) * (x0_c - x0_u)
         x = x0 + (sigma_next / sigma) * (x - x0)
     return x
+
+
+def _loop_options(config, frames: int) -> dict:
+    """euler_loop's prediction and length for a model config (length: all ``frames``, as generate's default)."""
+    return {"prediction": config.diffusion.prediction, "length": frames if config.model.length_cond else None}
 
 
 def vocode(log_mel: torch.Tensor, phase: torch.Tensor, config, *, length: int, gla_iters: int | None = None,
@@ -348,7 +382,7 @@ def torch_generate(module: TorchDiT, config, stats, labels, *, seconds: float, s
     else:
         phase = torch.tensor(np.asarray(init_phase, np.float32), device=device)
 
-    x = euler_loop(module, x, labels, sig, cfg)
+    x = euler_loop(module, x, labels, sig, cfg, **_loop_options(config, frames))
     log_mel = clip_log_mel(denormalize(x[..., :frames], stats), ac)
     audio = vocode(log_mel, phase, config, length=samples, gla_iters=gla_iters, nnls_iters=nnls_iters)
     audio = audio.float().cpu().numpy()
@@ -412,10 +446,11 @@ def bench_torch_generate(seconds: float = 10.0, steps: int = 8, repeats: int = 3
         samples, frames, model_frames = _shapes(config, seconds)
         gen = torch.Generator(device=device).manual_seed(0)
         x_init = sig[0] * torch.randn((batch, config.model.n_mels, model_frames), generator=gen, device=device)
-        t = _time(lambda: euler_loop(module, x_init, lab, sig, cfg), device, repeats=repeats, warmup=warmup)
+        opts = _loop_options(config, frames)
+        t = _time(lambda: euler_loop(module, x_init, lab, sig, cfg, **opts), device, repeats=repeats, warmup=warmup)
         rows.append(_row(f"torch euler loop only {steps}st {seconds:g}s b{batch} (cfg, {tag})", t,
                          audio_s=seconds * batch))
-        lm = clip_log_mel(denormalize(euler_loop(module, x_init, lab, sig, cfg)[..., :frames], stats), config.audio)
+        lm = clip_log_mel(denormalize(euler_loop(module, x_init, lab, sig, cfg, **opts)[..., :frames], stats), config.audio)
         phase = 2 * math.pi * torch.rand((batch, config.audio.n_fft // 2 + 1, frames), generator=gen, device=device)
         t = _time(lambda: vocode(lm, phase, config, length=samples), device, repeats=repeats, warmup=warmup)
         rows.append(_row(f"torch vocoder only (nnls {config.sampling.nnls_iters} + gla {config.sampling.gla_iters}) "

@@ -26,11 +26,13 @@ def rel(a, b):
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
 
-@pytest.fixture(scope="module")
-def model():
-    """A tiny DiT with two label tables and random (non-zero, so adaLN-Zero is live) weights."""
+@pytest.fixture(scope="module", params=["v", "x0+length"])
+def model(request):
+    """A tiny DiT with two label tables and random (non-zero, so adaLN-Zero is live) weights; also as
+    the shipped default is made: x0-prediction and length conditioning."""
+    extra = ["model.length_cond=true", "diffusion.prediction=x0"] if request.param != "v" else []
     cfg = load_config(None, ["model.dim=32", "model.depth=2", "model.heads=2", "model.labels=[[inst,3],[pitch,5]]",
-                             "sampling.steps=4", "sampling.gla_iters=4", "sampling.nnls_iters=4"])
+                             "sampling.steps=4", "sampling.gla_iters=4", "sampling.nnls_iters=4", *extra])
     x = jnp.zeros((1, 80, 8))
     params = DiT(cfg.model).init(jax.random.key(0), x, jnp.zeros((1,)),
                                  {"labels": jnp.zeros((1, 2), jnp.int32)})["params"]
@@ -47,9 +49,14 @@ def test_torch_dit_matches_flax_dit(model):
     x = rng.standard_normal((4, 80, 24)).astype(np.float32)
     t = np.array([0.05, 0.3, 0.7, 0.999], np.float32)
     labels = np.array([[0, 4], [-1, 2], [2, -1], [-1, -1]], np.int32)  # -1 = the null row
-    ours = DiT(cfg.model).apply({"params": params}, jnp.asarray(x), jnp.asarray(t), {"labels": jnp.asarray(labels)})
+    cond = {"labels": jnp.asarray(labels)}
+    length = np.array([24, 10, 13, 1], np.float32)
+    if cfg.model.length_cond:
+        cond["length"] = jnp.asarray(length)
+    ours = DiT(cfg.model).apply({"params": params}, jnp.asarray(x), jnp.asarray(t), cond)
     with torch.inference_mode():
-        ref = module(torch.from_numpy(x), torch.from_numpy(t), torch.from_numpy(labels).long()).numpy()
+        ref = module(torch.from_numpy(x), torch.from_numpy(t), torch.from_numpy(labels).long(),
+                     torch.from_numpy(length) if cfg.model.length_cond else None).numpy()
     assert np.abs(np.asarray(ours)).max() > 1e-2  # a live network, not adaLN-Zero's zeros
     assert rel(ref, ours) < 1e-4
     # an out-of-range label gives NaN in that row only, as in Flax

@@ -154,6 +154,27 @@ def _rf_loss(model_fn, x0, key, *, t_sampler="uniform", mean=0.0, std=1.0, shift
     return _per_example_mean((model_fn(x_t, t) - (x0 - eps)) ** 2, mask)
 
 
+X0_CLIP = 0.05  # x0-prediction: 1 - t is floored here when turning x0 into a velocity (Li & He 2025)
+
+
+def x0_prediction(model_fn: ModelFn, clip: float = X0_CLIP) -> ModelFn:
+    """An rf network that predicts the clean data, as the velocity model_fn rf expects.
+
+    ``v = (x0_hat - x_t) / max(1 - t, clip)``; so the rf denoiser returns ``x0_hat`` itself
+    for t <= 1 - clip, and the rf loss on this v is the "x-prediction, v-loss" of Li & He
+    2025 ("Back to Basics: Let Denoising Generative Models Denoise"). Why: a v- or
+    eps-predicting network must copy its input noise to its output exactly (x0 = x_t + (1-t) v
+    cancels the noise only if v does), which a DiT whose patch (patch * n_mels values) is
+    wider than its width cannot do: the lost noise stays in every x0 estimate as speckle.
+    Clean data lies on a low-dimensional manifold and passes the bottleneck. Extra
+    arguments (the few-step step length h) pass through; the step is then ``x_t + h v``.
+    """
+    def velocity(x_t, t, *h):
+        return (model_fn(x_t, t, *h) - x_t) / _bcast(jnp.maximum(1.0 - t, clip), x_t)
+
+    return velocity
+
+
 # ---------------------------------------------------------------- variance preserving
 
 _COS_S = 0.008

@@ -207,12 +207,13 @@ class Teacher(NamedTuple):
     model: Any  # DiTConfig
     params: Any
     stats: Any  # MelStats: must be the run's (checked after restore)
+    prediction: str = "v"  # what its network outputs (diffusion.prediction)
 
 
 def load_teacher(config: Config, data: TrainData) -> Teacher:
     """The :class:`Teacher` of ``diffusion.teacher`` (checked against the run like ``init_from``)."""
     src = _source(config, data, config.diffusion.teacher, "diffusion.teacher")
-    return Teacher(src.config.model, jax.tree.map(jnp.asarray, src.params), src.stats)
+    return Teacher(src.config.model, jax.tree.map(jnp.asarray, src.params), src.stats, src.config.diffusion.prediction)
 
 
 def init_from_model(config: Config, data: TrainData, source: str) -> tuple[Any, TrainData]:

@@ -34,6 +34,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from audiox_jax.config import Config
 from audiox_jax.diffusion import fewstep
+from audiox_jax.diffusion.formulations import x0_prediction
 from audiox_jax.models.dit import DiT, drop_cond
 from audiox_jax.training.ema import Ema
 from audiox_jax.training.sharding import AXIS, batch_sharding
@@ -63,13 +64,16 @@ def make_example_loss(config: Config, teacher=None) -> ExampleLoss:
             cond = {**(cond or {}), "length": jnp.asarray(length, jnp.float32)[None]}
         mask = (jnp.arange(x0.shape[-1]) < length)[None]  # [1, T]: content frames
 
-        def model_fn(x, t, *h):  # h: the step length, few-step consistency examples only
-            return model.apply({"params": params}, x, t, cond, *h)
+        # h: the step length, few-step consistency examples only; x0-prediction becomes a velocity
+        model_fn = dc.velocity_fn(lambda x, t, *h: model.apply({"params": params}, x, t, cond, *h))
 
         if distil:  # the frozen teacher's velocity, under the same condition
             t_model, t_params = DiT(teacher[0]), teacher[1]  # (DiTConfig, params, ...)
             t_cond = cond if teacher[0].length_cond or cond is None else {k: v for k, v in cond.items() if k != "length"}
-            loss_fn = functools.partial(loss_fn, flow_fn=lambda x, t: t_model.apply({"params": t_params}, x, t, t_cond))
+            flow_fn = lambda x, t: t_model.apply({"params": t_params}, x, t, t_cond)  # noqa: E731
+            if getattr(teacher, "prediction", "v") == "x0":
+                flow_fn = x0_prediction(flow_fn)
+            loss_fn = functools.partial(loss_fn, flow_fn=flow_fn)
         return loss_fn(model_fn, x0[None], k_loss, mask=mask)[0]
 
     per_example = lambda loss_fn, distil: jax.vmap(functools.partial(example, loss_fn, distil),  # noqa: E731
