@@ -622,3 +622,29 @@ def test_cfg_vmap_over_scales_compiles_once():
     assert out.shape == (3, 2, DIM) and not np.allclose(out, out2)
     np.testing.assert_allclose(out[1], one(2.0, 0.0, 0.0), rtol=1e-5, atol=1e-5)
     assert not np.allclose(out[0], out[2])
+
+
+def test_x0_prediction_is_the_rf_velocity_of_its_x0():
+    """An x0-predicting network wrapped by ``x0_prediction``: the rf denoiser returns its output
+    unchanged wherever 1 - t >= the clip, and the wrapped ideal x0 network samples the Gaussian
+    exactly as the ideal velocity network does."""
+    from audiox_jax.diffusion.formulations import X0_CLIP, x0_prediction
+
+    f = get_formulation("rf")
+    rng = np.random.default_rng(0)
+    x0_net = lambda x, t: jnp.tanh(x) + 0.1 * t[:, None]  # noqa: E731  any x0 predictor
+    z = jnp.asarray(rng.standard_normal((6, DIM)), jnp.float32)
+    t = jnp.array([0.001, 0.1, 0.5, 0.9, 0.95, 0.99])
+    sigma = (1 - t) / t
+    got = f.denoiser(x0_prediction(x0_net))(z, sigma)
+    want = x0_net(z * t[:, None], t)
+    far = np.asarray(1 - t) >= X0_CLIP
+    np.testing.assert_allclose(np.asarray(got)[far], np.asarray(want)[far], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(np.asarray(got)[~far], np.asarray(want)[~far])  # near t=1: a damped step
+    # the ideal network, as an x0 predictor: x0_hat = x_t + (1 - t) v_ideal; the wrapped one is v_ideal again
+    ideal_v = ideal_model("rf")
+    ideal_x0 = lambda x, t: x + (1 - t)[:, None] * ideal_v(x, t)  # noqa: E731
+    x_t = z * 0.7
+    tt = jnp.full((6,), 0.6)
+    np.testing.assert_allclose(np.asarray(x0_prediction(ideal_x0)(x_t, tt)), np.asarray(ideal_v(x_t, tt)),
+                               rtol=1e-4, atol=1e-4)
