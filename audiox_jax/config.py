@@ -52,6 +52,8 @@ class DiffusionConfig:
       0 it diverged here).
       meanflow_velocity: "data" (x0 - eps, the paper's) or "model" (the model's own h=0 velocity).
       substeps: shortcut, how many sub-steps of the model make one target (2 = Frans et al.).
+      teacher_cfg: the guidance scale of the teacher's flow (1 = unguided): a student of the
+      guided flow makes guided samples in one network call per step.
       prediction: rf only, what the network outputs: "v" (the velocity x0 - eps) or "x0" (the clean
       data, turned into a velocity by ``formulations.x0_prediction``; for DiTs whose patch is
       wider than their width, where v-prediction leaves speckle).
@@ -76,6 +78,7 @@ class DiffusionConfig:
     meanflow_velocity: str = "data"
     substeps: int = 2
     teacher: str | None = None
+    teacher_cfg: float = 1.0
     prediction: str = "v"
 
     def __post_init__(self):

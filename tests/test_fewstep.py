@@ -363,3 +363,27 @@ def test_distillation_from_a_frozen_teacher_trains_consistency_only(tmp_path):
     assert same["rms"][64] == 0.0
     r = flow_map_error(str(tmp_path / "fast" / "model"), str(src / "model"), steps=(1, 8), batch=4)
     assert r["sampler"] == "fewstep" and all(np.isfinite(v) and v > 0 for v in r["rms"].values())
+
+
+def test_teacher_flow_is_the_guided_velocity():
+    """teacher_flow(cfg=w) = v_u + w (v_c - v_u) from two separate calls; w = 1 is the conditional flow;
+    an x0-predicting teacher gives the velocity of its x0."""
+    from audiox_jax.config import load_config
+    from audiox_jax.diffusion.formulations import x0_prediction
+    from audiox_jax.models.dit import DiT
+    from audiox_jax.training.step import teacher_flow
+
+    cfg = load_config(None, ["model.dim=32", "model.depth=1", "model.heads=2", "model.labels=[[k,3]]"])
+    model = DiT(cfg.model)
+    x = jax.random.normal(jax.random.key(0), (2, 80, 8))
+    t = jnp.array([0.3, 0.7])
+    params = model.init(jax.random.key(1), x, t, {"labels": jnp.zeros((2, 1), jnp.int32)})["params"]
+    params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.key(2), p.shape), params)
+    cond = {"labels": jnp.array([[1], [2]])}
+    v = lambda c: model.apply({"params": params}, x, t, c)  # noqa: E731
+    v_c, v_u = v(cond), v({"labels": jnp.full((2, 1), -1)})
+    np.testing.assert_allclose(teacher_flow(model, params, cond, "v", 3.0)(x, t), v_u + 3.0 * (v_c - v_u),
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(teacher_flow(model, params, cond, "v", 1.0)(x, t), v_c, rtol=1e-5, atol=1e-6)
+    x0v = x0_prediction(lambda a, b: model.apply({"params": params}, a, b, cond))(x, t)
+    np.testing.assert_allclose(teacher_flow(model, params, cond, "x0", 1.0)(x, t), x0v, rtol=1e-5, atol=1e-5)

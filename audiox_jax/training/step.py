@@ -35,7 +35,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from audiox_jax.config import Config
 from audiox_jax.diffusion import fewstep
 from audiox_jax.diffusion.formulations import x0_prediction
-from audiox_jax.models.dit import DiT, drop_cond
+from audiox_jax.models.dit import DiT, drop_cond, null_cond
 from audiox_jax.training.ema import Ema
 from audiox_jax.training.sharding import AXIS, batch_sharding
 from audiox_jax.training.state import TrainState, learning_rate
@@ -70,9 +70,7 @@ def make_example_loss(config: Config, teacher=None) -> ExampleLoss:
         if distil:  # the frozen teacher's velocity, under the same condition
             t_model, t_params = DiT(teacher[0]), teacher[1]  # (DiTConfig, params, ...)
             t_cond = cond if teacher[0].length_cond or cond is None else {k: v for k, v in cond.items() if k != "length"}
-            flow_fn = lambda x, t: t_model.apply({"params": t_params}, x, t, t_cond)  # noqa: E731
-            if getattr(teacher, "prediction", "v") == "x0":
-                flow_fn = x0_prediction(flow_fn)
+            flow_fn = teacher_flow(t_model, t_params, t_cond, getattr(teacher, "prediction", "v"), dc.teacher_cfg)
             loss_fn = functools.partial(loss_fn, flow_fn=flow_fn)
         return loss_fn(model_fn, x0[None], k_loss, mask=mask)[0]
 
@@ -92,6 +90,26 @@ def make_example_loss(config: Config, teacher=None) -> ExampleLoss:
         return jnp.concatenate(parts)
 
     return losses
+
+
+def teacher_flow(t_model, t_params, cond, prediction: str, cfg: float):
+    """A frozen teacher's velocity ``flow(x f32[B, ...], t f32[B])`` under ``cond``; with ``cfg != 1`` the
+    classifier-free guided velocity ``v_u + cfg (v_c - v_u)`` (one batched call of both branches), so a
+    few-step student learns the guided flow the teacher is sampled with. An example whose condition was
+    dropped has v_c = v_u: it distils the unguided flow."""
+    def raw(x, t, c):
+        fn = lambda x, t: t_model.apply({"params": t_params}, x, t, c)  # noqa: E731
+        return (x0_prediction(fn) if prediction == "x0" else fn)(x, t)
+
+    if cfg == 1.0 or cond is None or "labels" not in cond:
+        return lambda x, t: raw(x, t, cond)
+    both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), cond, null_cond(cond))
+
+    def guided(x, t):
+        v_c, v_u = jnp.split(raw(jnp.concatenate([x, x]), jnp.concatenate([t, t]), both), 2)
+        return v_u + cfg * (v_c - v_u)
+
+    return guided
 
 
 def example_keys(key_data: jax.Array, update: jax.Array, first: jax.Array, batch: int) -> jax.Array:
