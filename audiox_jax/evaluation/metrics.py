@@ -1,4 +1,5 @@
-"""Distribution and reconstruction metrics: Frechet distance, spectral convergence, log-spectral distance.
+"""Distribution and reconstruction metrics: Frechet distance and its ratio to the vocoder's, the silence
+floor, spectral convergence, log-spectral distance.
 
 Definitions (stated once, here):
 
@@ -13,6 +14,22 @@ Definitions (stated once, here):
   ``S1 S2``), so no complex ``sqrtm`` and no NaN from round-off. Covariances are the
   unbiased sample covariances (``N - 1``). With fewer samples than dimensions the
   estimate is biased upwards (a warning says so): compare FDs at equal sample counts.
+* FD ratio: ``FD(generated, real) / FD(vocoded real, real)``, both on the same embeddings
+  against the same real reference set, the vocoded real clips as many as the generated
+  notes (so the sample-count bias is shared). 1 = as close to the real data as the real
+  data itself after log-mel -> NNLS -> Griffin-Lim, the best a log-mel model can do; the
+  raw FD's scale depends on the embedding, the ratio's does not.
+* Silence floor (:func:`silence_floor`): the level, in dB, of a log-mel in the frames where
+  its matched real clip is silent. A real clip's silent frames are its quietest
+  ``SILENT_FRACTION`` = 20 % of frames by frame energy (the sum over mel bins of the mel
+  power), plus every frame past its end when the other clip is longer. The quietest 20 %
+  rather than "below peak - 60 dB": a 1.0 s note cut 0.2 s after its key-up never falls
+  60 dB below its peak, and a fixed share gives every clip the same weight. The level of a
+  clip is the mean of its log-mel over those frames and all bins, in dB (an "ln" log-mel
+  times ``10 log10(e)`` = 4.343; "db" as is); frames past the real clip's end have the log
+  floor as their real level (``10 log10(floor)``, -50 dB for the default 1e-5). Reported
+  for the generated notes and for their real clips, and the difference: 0 dB = as quiet as
+  the real notes where they are silent; a hiss or a hum under a note raises it.
 * Reconstruction of a waveform ``y`` by ``y_hat`` (both f32[..., samples]), on the STFT
   magnitudes ``S = |STFT(y)|``, ``S_hat = |STFT(y_hat)|`` with the front end's n_fft and hop:
 
@@ -40,6 +57,7 @@ from audiox_jax.audio import AudioConfig, log_mel, log_mel_to_audio, spectral_co
 from audiox_jax.errors import ParamError
 
 LSD_RANGE_DB = 80.0  # the log-spectral distance ignores differences this far below the reference's peak
+SILENT_FRACTION = 0.2  # a real clip's silent frames: its quietest 20 %
 
 
 def frechet_distance_gaussians(mu1, sigma1, mu2, sigma2) -> float:
@@ -76,6 +94,68 @@ def frechet_distance(emb_a, emb_b) -> float:
                       "the covariances are rank-deficient and the distance is biased upwards; "
                       "compare only distances made with the same sample counts", stacklevel=2)
     return frechet_distance_gaussians(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+
+
+def fd_ratio(fd_generated: float | None, fd_vocoded_real: float | None) -> float | None:
+    """``FD(generated, real) / FD(vocoded real, real)`` (module docstring); None when either is missing.
+
+    A vocoded-real FD of 0 (identical sets) gives inf for a positive numerator and 1 for a zero one.
+    """
+    if fd_generated is None or fd_vocoded_real is None:
+        return None
+    if fd_vocoded_real <= 0.0:
+        return 1.0 if fd_generated <= 0.0 else float("inf")
+    return float(fd_generated) / float(fd_vocoded_real)
+
+
+def log_mel_db(logmel, cfg: AudioConfig) -> np.ndarray:
+    """A log-mel of the front end ``cfg`` (f32[..., n_mels, frames]) in dB: "ln" values times 10 log10(e)."""
+    logmel = np.asarray(logmel, np.float64)
+    return logmel * (10.0 / np.log(10.0)) if cfg.log == "ln" else logmel
+
+
+def silence_floor(generated, real, cfg: AudioConfig, *, fraction: float = SILENT_FRACTION) -> dict[str, float]:
+    """Level in dB of generated log-mels where their matched real clips are silent (module docstring).
+
+    Args:
+      generated: f32[B, n_mels, Tg] log-mels of generated notes (``cfg``'s front end).
+      real: f32[B, n_mels, Tr] log-mels of the matched real clips, row for row; Tg may be
+        larger (frames past Tr count as silent, at the log floor) or smaller (the real
+        clip's silent frames past Tg are left out).
+      cfg: the front end, for the log kind and floor.
+      fraction: share of a real clip's own frames counted as silent (0.2: its quietest 20 %).
+    Returns:
+      {"silence_floor_db_generated", "silence_floor_db_real", "silence_floor_db_difference"
+      (generated - real), "silent_frames_per_clip"}: means over clips (a clip with no silent
+      frame before Tg is left out).
+    """
+    g, r = log_mel_db(generated, cfg), log_mel_db(real, cfg)
+    if g.ndim != 3 or r.ndim != 3 or g.shape[:2] != r.shape[:2] or len(g) == 0:
+        raise ParamError(f"generated and real must be log-mels f32[B, n_mels, frames] with the same B and n_mels, "
+                         f"got {g.shape} and {r.shape}")
+    if not 0.0 < fraction <= 1.0:
+        raise ParamError(f"fraction={fraction} must be in (0, 1]; try 0.2")
+    tg, tr = g.shape[2], r.shape[2]
+    floor_db = float(log_mel_db(np.log(cfg.floor) if cfg.log == "ln" else 10.0 * np.log10(cfg.floor), cfg))
+    energy = 10.0 * np.log10(np.sum(10.0 ** (r / 10.0), axis=1))  # [B, Tr] frame energy in dB
+    n_quiet = max(1, int(round(fraction * tr)))
+    quiet = np.argsort(energy, axis=1, kind="stable")[:, :n_quiet]  # [B, n_quiet]
+    gen_lv, real_lv, counts = [], [], []
+    for b in range(len(g)):
+        frames = quiet[b][quiet[b] < tg]
+        past = np.arange(tr, tg)  # frames past the real clip's end: silent, real level = the floor
+        n = len(frames) + len(past)
+        if n == 0:  # a generated clip shorter than its real clip's first quiet frame: nothing to compare
+            continue
+        gen_lv.append((g[b][:, frames].sum() + g[b][:, past].sum()) / (n * g.shape[1]))
+        real_lv.append((r[b][:, frames].sum() + floor_db * len(past) * r.shape[1]) / (n * r.shape[1]))
+        counts.append(n)
+    if not gen_lv:
+        raise ParamError(f"generated log-mels of {tg} frames end before every real clip's silent frames; "
+                         "generate notes as long as the real clips")
+    gen_db, real_db = float(np.mean(gen_lv)), float(np.mean(real_lv))
+    return {"silence_floor_db_generated": gen_db, "silence_floor_db_real": real_db,
+            "silence_floor_db_difference": gen_db - real_db, "silent_frames_per_clip": float(np.mean(counts))}
 
 
 def log_spectral_distance(

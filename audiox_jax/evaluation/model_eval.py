@@ -8,6 +8,7 @@ cache's label ids to the model's by class *name*, and generates in fixed-size ba
 from __future__ import annotations
 
 import os
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -54,10 +55,44 @@ class _Setup(NamedTuple):
     maps: list
     order: list
     item_seconds: float
+    judge: object = None
+    judge_skipped: str = ""
 
 
-def _setup(model: str, data: str, probes_dir: str | None, progress: bool) -> _Setup:
-    """Load the model, open (or prepare) the data, load or train the probes, map label ids."""
+def build_data_judge(cache, *, progress: bool = True):
+    """``(judge, "")`` for a note data set's "instrument" label, or ``(None, why)``.
+
+    The judge (:mod:`.judge`) is trained on the data's instruments at every MIDI pitch of
+    its recipe's 48..84 within the data's pitch range (the whole recipe for the note data
+    set; the data's own pitches when none is in 48..84), with the data's front end as its
+    vocoder. Its features are cached, so only the first run pays (~3.5 min for the full
+    6-instrument set on 2 CPU cores).
+    """
+    from audiox_jax.data import notes, render
+    from audiox_jax.evaluation import judge
+
+    man = cache.manifest
+    if "instrument" not in man.label_names or "pitch" not in man.label_names:
+        return None, "the data has no 'instrument' and 'pitch' labels"
+    unknown = [c for c in man.vocab["instrument"] if c not in notes.INSTRUMENTS]
+    if unknown:
+        return None, f"instruments {unknown} are not General MIDI instruments of data.notes.INSTRUMENTS"
+    try:
+        midis = sorted({notes.label_midi(p) for p in man.vocab["pitch"]})
+    except ParamError as err:
+        return None, f"pitch classes are not MIDI numbers or note names ({err})"
+    pitches = tuple(p for p in judge.JudgeRecipe().pitches if midis[0] <= p <= midis[-1]) or tuple(midis)
+    recipe = judge.JudgeRecipe(instruments=tuple(man.vocab["instrument"]), pitches=pitches,
+                               sr=man.audio_config.sr, vocoder=man.audio_config)
+    try:
+        return judge.build_judge(recipe, progress=progress), ""
+    except render.ToolMissingError as err:
+        warnings.warn(f"instrument judge skipped: {err}", stacklevel=2)
+        return None, str(err)
+
+
+def _setup(model: str, data: str, probes_dir: str | None, progress: bool, with_judge: bool = True) -> _Setup:
+    """Load the model, open (or prepare) the data, load or train the probes, map label ids, build the judge."""
     from audiox_jax.evaluation.probe import load_or_train_probes
     from audiox_jax.generator import load_pipeline
 
@@ -72,7 +107,8 @@ def _setup(model: str, data: str, probes_dir: str | None, progress: bool) -> _Se
     maps = label_id_map(gm.vocab, man.vocab, names)
     order = [names.index(n) for n, _ in config.model.labels]  # model label order -> cache column
     probes = load_or_train_probes(cache, probes_dir or os.path.join(cache_dir, "probes"))
-    return _Setup(pipe, cache, probes, maps, order, man.item_samples / config.audio.sr)
+    judge, why = build_data_judge(cache, progress=progress) if with_judge else (None, "not asked for")
+    return _Setup(pipe, cache, probes, maps, order, man.item_samples / config.audio.sr, judge, why)
 
 
 def _generate_fn(s: _Setup, sampler: str | None, steps: int | None, cfg: float, schedule: str | None = None):
@@ -103,17 +139,24 @@ def evaluate_model(
     steps: int | None = None,
     cfg: float | None = None,
     schedule: str | None = None,
+    judge: bool = True,
     progress: bool = True,
 ) -> dict:
-    """Generate one note per (instrument, pitch) pair of ``data`` with ``model`` and measure it."""
+    """Generate one note per (instrument, pitch) pair of ``data`` with ``model`` and measure it.
+
+    judge: also score the notes with the instrument judge (:func:`build_data_judge`).
+    """
     from audiox_jax import pipeline
     from audiox_jax.evaluation.report import evaluate, label_combos
 
-    s = _setup(model, data, probes_dir, progress)
+    s = _setup(model, data, probes_dir, progress, judge)
     config = s.pipe.config
     cfg = config.sampling.cfg if cfg is None else cfg
     report = evaluate(_generate_fn(s, sampler, steps, cfg, schedule), label_combos(s.cache), s.cache, s.probes,
-                      samples_per_combo=samples_per_combo, batch_size=batch_size, seed=seed, progress=progress)
+                      samples_per_combo=samples_per_combo, batch_size=batch_size, seed=seed, judge=s.judge,
+                      progress=progress)
+    if s.judge is None:
+        report["judge"] = {"skipped": s.judge_skipped}
     report["model"] = {"path": model, "sampler": sampler or config.sampling.sampler,
                        "steps": steps or config.sampling.steps, "cfg": cfg,
                        "schedule": schedule or config.sampling.schedule,
@@ -132,6 +175,7 @@ def sweep_model(
     batch_size: int = 42,
     seed: int = 0,
     cfg: float | None = None,
+    judge: bool = True,
     progress: bool = True,
 ) -> dict:
     """Quality against steps: evaluate ``model`` for every sampler x steps.
@@ -140,13 +184,14 @@ def sweep_model(
       ``"sampler@schedule"`` (e.g. "euler@uniform_t_end"); otherwise the model's schedule.
     Uses ``max_combos`` evenly spaced label combinations of the data (None: all). Wall time
     per clip excludes compilation (each setting is compiled and run once before timing).
-    Returns {"settings": [{"name" (the entry as given), "sampler", "schedule", "steps", "nfe", "pitch_accuracy", "probe_accuracy":
-    {label: acc}, "frechet": {label: fd}, "wall_s_per_clip"}], ...}.
+    Returns {"settings": [{"name" (the entry as given), "sampler", "schedule", "steps", "nfe", "fd_ratio":
+    {label: FD / FD of vocoded real}, "pitch_accuracy", "probe_accuracy": {label: acc}, "frechet": {label: fd},
+    "silence_floor_db_difference", "judge_accuracy" (None without a judge), "wall_s_per_clip"}], ...}.
     """
     from audiox_jax import pipeline
     from audiox_jax.evaluation.report import evaluate, label_combos
 
-    s = _setup(model, data, probes_dir, progress)
+    s = _setup(model, data, probes_dir, progress, judge)
     config = s.pipe.config
     cfg = config.sampling.cfg if cfg is None else cfg
     combos = label_combos(s.cache)
@@ -159,18 +204,24 @@ def sweep_model(
         for n in steps:
             fn = _generate_fn(s, sampler, n, cfg, schedule)
             fn(np.repeat(combos[:1], batch_size, axis=0), seed)  # compile outside the timing
-            r = evaluate(fn, combos, s.cache, s.probes, batch_size=batch_size, seed=seed, progress=False)
+            r = evaluate(fn, combos, s.cache, s.probes, batch_size=batch_size, seed=seed, judge=s.judge,
+                         progress=False)
             settings.append({
                 "name": name, "sampler": sampler, "schedule": schedule, "steps": n, "nfe": pipeline.nfe(config, sampler, n),
+                "fd_ratio": r["fd_ratio"],
                 "pitch_accuracy": r.get("pitch", {}).get("accuracy"),
                 "probe_accuracy": {k: v["accuracy_generated"] for k, v in r["probe"].items()},
                 "frechet": {k: v["generated"] for k, v in r["frechet"].items()},
+                "silence_floor_db_difference": r["silence_floor"].get("silence_floor_db_difference"),
+                "judge_accuracy": r.get("judge", {}).get("accuracy_generated"),
                 "wall_s_per_clip": r["generation_wall_s"] / r["generated"],
             })
             if progress:
                 print(f"sweep {name:>9} {n:>3} steps: pitch {settings[-1]['pitch_accuracy']}, "
                       f"probe {settings[-1]['probe_accuracy']}", flush=True)
-    return {"model": model, "cfg": cfg, "combinations": len(combos), "seed": seed, "settings": settings}
+    return {"model": model, "cfg": cfg, "combinations": len(combos), "seed": seed, "settings": settings,
+            "judge": ({"skipped": s.judge_skipped} if s.judge is None
+                      else {"soundfonts": list(s.judge.recipe.soundfonts)})}
 
 
 def plot_sweep(result: dict, path: str) -> str:
@@ -182,14 +233,18 @@ def plot_sweep(result: dict, path: str) -> str:
 
     rows = result["settings"]
     labels = sorted(rows[0]["probe_accuracy"]) if rows else []
-    metrics = [("pitch accuracy", lambda r: r["pitch_accuracy"])]
+    metrics = [(f"FD ratio ({k} probe)", lambda r, k=k: r.get("fd_ratio", {}).get(k)) for k in labels]
+    metrics += [("pitch accuracy", lambda r: r["pitch_accuracy"])]
     metrics += [(f"{k} probe accuracy", lambda r, k=k: r["probe_accuracy"][k]) for k in labels]
     metrics += [(f"FD ({k} probe)", lambda r, k=k: r["frechet"][k]) for k in labels]
+    metrics += [("silence floor - real (dB)", lambda r: r.get("silence_floor_db_difference"))]
+    if rows and rows[0].get("judge_accuracy") is not None:
+        metrics += [("instrument judge accuracy", lambda r: r["judge_accuracy"])]
     fig, axes = plt.subplots(2, len(metrics), figsize=(3.6 * len(metrics), 6.4), squeeze=False)
     for sampler in dict.fromkeys(r.get("name", r["sampler"]) for r in rows):
         rs = [r for r in rows if r.get("name", r["sampler"]) == sampler]
         for j, (name, get) in enumerate(metrics):
-            ys = [get(r) for r in rs]
+            ys = [np.nan if get(r) is None else get(r) for r in rs]
             axes[0, j].plot([r["nfe"] for r in rs], ys, "o-", label=sampler)
             axes[1, j].plot([1000 * r["wall_s_per_clip"] for r in rs], ys, "o-", label=sampler)
             axes[0, j].set_title(name, fontsize=9)
@@ -197,8 +252,10 @@ def plot_sweep(result: dict, path: str) -> str:
             axes[1, j].set_xlabel("ms per clip")
             for ax in axes[:, j]:
                 ax.set_xscale("log")
-                if name.startswith("FD"):
+                if name.startswith("FD") and all(y > 0 for y in ys if np.isfinite(y)):
                     ax.set_yscale("log")
+                if name.startswith(("FD ratio", "silence floor")):  # 1: the vocoded real data; 0 dB: the real data
+                    ax.axhline(1.0 if name.startswith("FD") else 0.0, color="gray", linestyle=":", linewidth=1)
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(f"quality against steps: {result['model']} (cfg {result['cfg']}, {result['combinations']} label combinations)",
                  fontsize=10)

@@ -2,6 +2,10 @@
 
 What is measured (each figure has a real-data reference beside it, so it can be read):
 
+* FD ratio per probe, reported first: the Frechet distance of the generated notes to the
+  real reference set over that of the vocoded matched real clips (:func:`.metrics.fd_ratio`):
+  1 = as good as a perfect log-mel model heard through this vocoder. The raw distances
+  follow under ``frechet``.
 * pitch accuracy: fraction of generated notes whose pYIN f0 is within a semitone of the
   conditioned pitch (:mod:`.pitch`); reference: the same on the matched real clips and
   on those clips through the vocoder path.
@@ -12,6 +16,13 @@ What is measured (each figure has a real-data reference beside it, so it can be 
   real reference set (``real_indices``, default every cached clip); references at the
   same sample count: the matched real clips (the floor a perfect generator reaches) and
   the matched clips through the vocoder (the floor of a perfect log-mel model).
+* silence floor: the generated log-mel's level where the matched real clips are silent,
+  against the real clips' level there (:func:`.metrics.silence_floor`), and the same for the
+  vocoded real clips; taken on the generated notes uncut, so a note longer than its real
+  clip is measured past the real clip's end too.
+* instrument judge (optional, :mod:`.judge`): an SVM on MFCC / spectral contrast /
+  harmonic statistics trained on notes of another SoundFont, never on this data; its
+  accuracy on the generated notes, the matched real clips and the vocoded ones.
 * the vocoder path alone: spectral convergence and log-spectral distance of the matched
   real clips through log-mel -> mel inversion -> Griffin-Lim (:mod:`.metrics`).
 
@@ -38,7 +49,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from audiox_jax.errors import AudioFileError, AudioxError, ParamError
-from audiox_jax.evaluation.metrics import frechet_distance, reconstruction_metrics, vocode
+from audiox_jax.evaluation.metrics import fd_ratio, frechet_distance, reconstruction_metrics, silence_floor, vocode
 from audiox_jax.evaluation.pitch import TOLERANCE, pitch_errors
 from audiox_jax.evaluation.probe import ProbeParams, probe_embed, probe_logits
 
@@ -61,6 +72,8 @@ def evaluate(
     batch_size: int = 32,
     seed: int = 0,
     real_indices: np.ndarray | None = None,
+    judge=None,
+    judge_label: str = "instrument",
     progress: bool = False,
 ) -> dict:
     """Generate for each label combination and report quality (see the module docstring).
@@ -76,6 +89,9 @@ def evaluate(
       seed: first generation seed, and the seed of the matched-clip draw and vocoder phases.
       real_indices: i64[M] cache items forming the real reference set of the Frechet distance;
         None = every item.
+      judge: a :class:`.judge.Judge` knowing every class of ``judge_label``; None skips it.
+        It needs ``pitch_label`` (its harmonic features use the conditioned pitch).
+      judge_label: the label the judge predicts ("instrument").
       progress: print a line per stage on stderr.
     Returns:
       a JSON-able dict (NaN written as None); :func:`format_report` prints it.
@@ -90,6 +106,8 @@ def evaluate(
         raise ParamError(f"pitch_label={pitch_label!r} is not a label of the data set {names}; pass None to skip pitch")
     if samples_per_combo < 1 or batch_size < 1:
         raise ParamError(f"samples_per_combo={samples_per_combo} and batch_size={batch_size} must be >= 1")
+    if judge is not None:
+        _check_judge(judge, judge_label, pitch_label, man)
     ref_idx = np.arange(len(real)) if real_indices is None else np.asarray(real_indices, np.int64)
     if len(ref_idx) < 2:
         raise ParamError(f"real_indices holds {len(ref_idx)} items; the Frechet distance needs at least 2")
@@ -145,13 +163,67 @@ def evaluate(
                 entry["accuracy_vocoded_real"] = float(np.mean(
                     np.argmax(probe_logits(probe, voc_mels), axis=1) == rows[matched >= 0, col]))
                 fd["vocoded_real"] = _fd_or_none(probe, voc_mels, emb_ref)
+        fd["ratio_real_matched"] = fd_ratio(fd["real_matched"], fd.get("vocoded_real"))
         report["probe"][name], report["frechet"][name] = entry, fd
+    say("silence floor")
+    report["silence_floor"] = _silence_floor(gen, gen_mels, real, matched, voc_mels, man)
+    if judge is not None:
+        say("instrument judge")
+        report["judge"] = _judge_report(judge, judge_label, gen, rows, midis, matched, real_audio, voc_audio, why, man)
     if real_audio is not None:
         report["vocoder"] = reconstruction_metrics(real_audio, voc_audio, cfg)
     else:
         report["vocoder"] = {"skipped": why}
     report["by_class"] = _by_class(rows, names, man.vocab, pitch_label, gen_correct, gen_pred)
-    return _jsonable(report)
+    ratios = {name: fd_ratio(fd["generated"], fd.get("vocoded_real")) for name, fd in report["frechet"].items()}
+    return _jsonable({"fd_ratio": ratios, **report})
+
+
+def _check_judge(judge, judge_label: str, pitch_label: str | None, man) -> None:
+    if judge_label not in man.label_names:
+        raise ParamError(f"judge_label={judge_label!r} is not a label of the data set {tuple(man.label_names)}")
+    if pitch_label is None:
+        raise ParamError("the instrument judge needs the pitch label (pitch_label) for its harmonic features")
+    missing = [c for c in man.vocab[judge_label] if c not in judge.classes]
+    if missing:
+        raise ParamError(f"the judge knows {judge.classes} but the data's {judge_label} classes include {missing}; "
+                         f"build it with judge.JudgeRecipe(instruments=...) holding them")
+
+
+def _silence_floor(gen, gen_mels, real, matched, voc_mels, man) -> dict:
+    """Silence floor of the generated notes (uncut) and of the vocoded real clips against the matched real clips."""
+    from audiox_jax.data.prepare import log_mel_items
+
+    cfg, ok = man.audio_config, matched >= 0
+    if not ok.any():
+        return {"skipped": "no real clip matches a generated label combination"}
+    full = gen_mels if gen.shape[1] == man.item_samples else log_mel_items(gen, cfg)
+    real_mels = real.mels[matched[ok]]
+    out = silence_floor(full[ok], real_mels, cfg)
+    if voc_mels is not None:
+        out["silence_floor_db_vocoded_real"] = silence_floor(voc_mels, real_mels, cfg)["silence_floor_db_generated"]
+    return out
+
+
+def _judge_report(judge, label, gen, rows, midis, matched, real_audio, voc_audio, why, man) -> dict:
+    """Judge accuracy on generated notes, matched real clips and vocoded ones; overall and per class."""
+    col, sr = man.label_names.index(label), man.audio_config.sr
+    want = np.asarray(man.vocab[label])[rows[:, col]]
+    pred = {"generated": (judge.predict(gen, midis, sr), want)}
+    if real_audio is not None:
+        ok = matched >= 0
+        pred["real"] = (judge.predict(real_audio, midis[ok], sr), want[ok])
+        pred["vocoded_real"] = (judge.predict(voc_audio, midis[ok], sr), want[ok])
+    out = {"label": label, "soundfonts": list(judge.recipe.soundfonts),
+           "vocoder_augmented": judge.recipe.vocoder is not None, "build_seconds": judge.build_seconds}
+    out.update({f"accuracy_{k}": float(np.mean(p == w)) for k, (p, w) in pred.items()})
+    names, counts = np.unique(pred["generated"][0], return_counts=True)  # a class soaking up odd notes shows here
+    out["predicted_generated"] = {str(c): float(n / len(want)) for c, n in zip(names, counts)}
+    if real_audio is None:
+        out["real_skipped"] = why
+    out["by_class"] = {c: {k: float(np.mean(p[w == c] == c)) if (w == c).any() else None for k, (p, w) in pred.items()}
+                       for c in man.vocab[label] if (want == c).any()}
+    return out
 
 
 def _check_combos(combos, man) -> np.ndarray:
@@ -305,6 +377,11 @@ def format_report(report: dict) -> str:
         "",
         f"{'metric':28s} {'generated':>10s} {'real':>10s} {'vocoded real':>13s}",
     ]
+    for name, ratio in report.get("fd_ratio", {}).items():
+        fd = report["frechet"][name]
+        lines.append(f"{'FD ratio (' + name + ' probe)':28s} {f(ratio, '{:.2f}'):>10s} "
+                     f"{f(fd.get('ratio_real_matched'), '{:.2f}'):>10s} "
+                     f"{f(None if fd.get('vocoded_real') is None else 1.0, '{:.2f}'):>13s}")
     if "pitch" in report:
         p = report["pitch"]
         lines.append(f"{'pitch accuracy (+-1 st)':28s} {f(p['accuracy']):>10s} {f(p.get('accuracy_real')):>10s} "
@@ -315,6 +392,15 @@ def format_report(report: dict) -> str:
     for name, fd in report["frechet"].items():
         lines.append(f"{'FD (' + name + ' probe)':28s} {f(fd['generated'], '{:.2f}'):>10s} "
                      f"{f(fd['real_matched'], '{:.2f}'):>10s} {f(fd.get('vocoded_real'), '{:.2f}'):>13s}")
+    sf = report.get("silence_floor", {})
+    if "silence_floor_db_generated" in sf:
+        lines.append(f"{'silence floor (dB)':28s} {f(sf['silence_floor_db_generated'], '{:.1f}'):>10s} "
+                     f"{f(sf['silence_floor_db_real'], '{:.1f}'):>10s} "
+                     f"{f(sf.get('silence_floor_db_vocoded_real'), '{:.1f}'):>13s}")
+    j = report.get("judge", {})
+    if "accuracy_generated" in j:
+        lines.append(f"{j['label'] + ' judge accuracy':28s} {f(j['accuracy_generated']):>10s} "
+                     f"{f(j.get('accuracy_real')):>10s} {f(j.get('accuracy_vocoded_real')):>13s}")
     v = report["vocoder"]
     lines.append("")
     if "skipped" in v:
@@ -322,7 +408,16 @@ def format_report(report: dict) -> str:
     else:
         lines.append(f"vocoder path on {v['clips']} real clips: spectral convergence "
                      f"{v['spectral_convergence']:.3f}, log-spectral distance {v['log_spectral_distance_db']:.2f} dB")
-    lines.append("(real: probe accuracy on held-out real clips; pitch and FD on one real clip per generated note)")
+    if "silence_floor_db_difference" in sf:
+        lines.append(f"silence floor: generated {sf['silence_floor_db_difference']:+.1f} dB against the real clips in "
+                     f"their quietest frames ({sf['silent_frames_per_clip']:.0f} per clip)")
+    if "skipped" in j:
+        lines.append(f"instrument judge: skipped ({j['skipped']})")
+    elif j:
+        lines.append(f"instrument judge: SVM on MFCC/contrast/harmonics trained on {'+'.join(j['soundfonts'])} notes"
+                     f"{' (clean and vocoded)' if j['vocoder_augmented'] else ''}, never on this data")
+    lines.append("(real: probe accuracy on held-out real clips; pitch, FD, silence floor and judge on one real clip "
+                 "per generated note; FD ratio = FD / FD of the vocoded real clips)")
     for group, classes in report.get("by_class", {}).items():
         lines.append("")
         probe_names = list(next(iter(classes.values()))["probe_accuracy"]) if classes else []
