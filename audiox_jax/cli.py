@@ -303,7 +303,8 @@ def cmd_eval(args) -> None:
         steps = _int_list("--sweep-steps", args.sweep_steps or "1,2,4,8,16,32")
         result = sweep_model(args.checkpoint or args.model, args.data, samplers=tuple(args.samplers.split(",")),
                              steps=steps, max_combos=args.max_combos, probes_dir=args.probes, seed=args.seed,
-                             cfg=args.cfg, judge=not args.no_judge, progress=not args.no_progress)
+                             cfg=args.cfg, judge=not args.no_judge, progress=not args.no_progress,
+                             seconds=args.seconds)
         out = args.out or "sweep.json"
         with open(out, "w") as f:
             json.dump(result, f, indent=1)
@@ -313,7 +314,7 @@ def cmd_eval(args) -> None:
     report = evaluate_model(args.checkpoint or args.model, args.data, probes_dir=args.probes,
                             samples_per_combo=args.samples_per_combo, batch_size=args.batch, seed=args.seed,
                             sampler=args.sampler, steps=args.steps, cfg=args.cfg, schedule=args.schedule,
-                            judge=not args.no_judge, progress=not args.no_progress)
+                            judge=not args.no_judge, progress=not args.no_progress, seconds=args.seconds)
     print(format_report(report))
     if args.out:
         with open(args.out, "w") as f:
@@ -417,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--plot", help="--sweep's PNG (default: next to --out)")
     e.add_argument("--flow-map", metavar="REFERENCE", help="instead: RMS log-mel distance of the model's few-step "
                    "samples (--sweep-steps, default 1,2,4) to REFERENCE's 64-step ODE solution from the same noise")
+    e.add_argument("--seconds", type=float, help="generate notes this long (default: the data's length; e.g. 2 "
+                   "from 1.5 s notes: the note, its release and silence, scored by the judge and the silence floor)")
     e.add_argument("--no-judge", action="store_true", help="skip the instrument judge (an SVM trained on another "
                    "SoundFont's notes; its first build renders and caches them, ~3 min)")
     e.add_argument("--no-progress", action="store_true")

@@ -111,16 +111,25 @@ def _setup(model: str, data: str, probes_dir: str | None, progress: bool, with_j
     return _Setup(pipe, cache, probes, maps, order, man.item_samples / config.audio.sr, judge, why)
 
 
-def _generate_fn(s: _Setup, sampler: str | None, steps: int | None, cfg: float, schedule: str | None = None):
-    """``(cache label ids i32[B, n_labels], seed) -> audio f32[B, samples]`` for report.evaluate."""
+def _generate_fn(s: _Setup, sampler: str | None, steps: int | None, cfg: float, schedule: str | None = None,
+                 seconds: float | None = None):
+    """``(cache label ids i32[B, n_labels], seed) -> audio f32[B, samples]`` for report.evaluate: ``seconds``
+    of audio (None: the data's item length); a length-conditioned model gets the typical length of a
+    training sound with those labels (``generator.default_length``), then silence."""
     from audiox_jax import pipeline
+    from audiox_jax.generator import default_length
 
     config, gm = s.pipe.config, s.pipe.model
+    seconds = s.item_seconds if seconds is None else float(seconds)
+    _, frames, _ = pipeline.shapes(config, seconds)
 
     def generate_fn(ids: np.ndarray, seed: int) -> np.ndarray:
         model_ids = np.stack([s.maps[c][ids[:, c]] for c in s.order], axis=1)
-        out = pipeline.generate_jit(gm.params, jax.random.key(seed), {"labels": jnp.asarray(model_ids)}, config=config,
-                                    stats=gm.stats, seconds=s.item_seconds, sampler=sampler, steps=steps,
+        cond = {"labels": jnp.asarray(model_ids)}
+        if config.model.length_cond:
+            cond["length"] = jnp.asarray(default_length(gm, model_ids, frames), jnp.float32)
+        out = pipeline.generate_jit(gm.params, jax.random.key(seed), cond, config=config,
+                                    stats=gm.stats, seconds=seconds, sampler=sampler, steps=steps,
                                     schedule=schedule, cfg=pipeline.guidance_scale(cfg, config))
         return np.asarray(out.audio)
 
@@ -141,10 +150,13 @@ def evaluate_model(
     schedule: str | None = None,
     judge: bool = True,
     progress: bool = True,
+    seconds: float | None = None,
 ) -> dict:
     """Generate one note per (instrument, pitch) pair of ``data`` with ``model`` and measure it.
 
     judge: also score the notes with the instrument judge (:func:`build_data_judge`).
+    seconds: generate this long (None: the data's item length); the probes and FD see the first
+      item length of each note, the judge and the silence floor all of it.
     """
     from audiox_jax import pipeline
     from audiox_jax.evaluation.report import evaluate, label_combos
@@ -152,7 +164,7 @@ def evaluate_model(
     s = _setup(model, data, probes_dir, progress, judge)
     config = s.pipe.config
     cfg = config.sampling.cfg if cfg is None else cfg
-    report = evaluate(_generate_fn(s, sampler, steps, cfg, schedule), label_combos(s.cache), s.cache, s.probes,
+    report = evaluate(_generate_fn(s, sampler, steps, cfg, schedule, seconds), label_combos(s.cache), s.cache, s.probes,
                       samples_per_combo=samples_per_combo, batch_size=batch_size, seed=seed, judge=s.judge,
                       progress=progress)
     if s.judge is None:
@@ -177,6 +189,7 @@ def sweep_model(
     cfg: float | None = None,
     judge: bool = True,
     progress: bool = True,
+    seconds: float | None = None,
 ) -> dict:
     """Quality against steps: evaluate ``model`` for every sampler x steps.
 
@@ -202,7 +215,7 @@ def sweep_model(
         sampler, _, schedule = name.partition("@")
         schedule = schedule or config.sampling.schedule
         for n in steps:
-            fn = _generate_fn(s, sampler, n, cfg, schedule)
+            fn = _generate_fn(s, sampler, n, cfg, schedule, seconds)
             fn(np.repeat(combos[:1], batch_size, axis=0), seed)  # compile outside the timing
             r = evaluate(fn, combos, s.cache, s.probes, batch_size=batch_size, seed=seed, judge=s.judge,
                          progress=False)
