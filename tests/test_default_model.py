@@ -26,3 +26,17 @@ def test_shipped_model_plays_the_requested_pitch(pipe):
     assert np.max(np.abs(r.audio)) > 0.05  # not silence
     err = pitch_errors(r.audio, [m for _, _, m in notes], r.sr)
     assert np.sum(np.abs(np.nan_to_num(err, nan=99)) <= 1.0) >= 3, err  # within a semitone (eval: ~97 %)
+
+
+def test_a_longer_request_gives_the_note_its_release_and_silence(pipe):
+    """The model knows where its notes end (whole 1.5 s notes, length-conditioned): asked for 2.5 s it
+    plays the note and its release, then silence, and never clips."""
+    r = pipe.generate([{"instrument": "organ", "pitch": "C4"}, {"instrument": "flute", "pitch": "G4"}],
+                      seconds=2.5, seed=0)
+    sr = r.sr
+    assert r.audio.shape == (2, int(2.5 * sr))
+    rms_db = lambda y: 20 * np.log10(np.sqrt(np.mean(y.astype(np.float64) ** 2)) + 1e-12)  # noqa: E731
+    for y in r.audio:
+        held, tail = rms_db(y[int(0.1 * sr):int(0.7 * sr)]), rms_db(y[int(1.9 * sr):])
+        assert held > -30 and tail < -60, (held, tail)  # sounding while held, silent after its release
+        assert np.max(np.abs(y)) < 2.0  # at most a little over full scale (the CLI limits it to -1 dBFS)

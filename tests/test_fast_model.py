@@ -8,7 +8,7 @@ import soundfile as sf
 
 from audiox_jax import cli
 from audiox_jax.evaluation.pitch import pitch_errors
-from audiox_jax.generator import load_pipeline
+from audiox_jax.generator import default_seconds, load_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,8 @@ def test_cli_fast_flute_a4_in_few_network_evaluations(steps, tmp_path, capsys):
                      "--out", str(out), "--no-cache"]) == 0
     assert f"{steps} network evaluations" in capsys.readouterr().out
     y, sr = sf.read(out)
-    assert sr == 22050 and len(y) == 22050 and np.max(np.abs(y)) > 0.05
+    n = int(round(default_seconds(load_pipeline("fast").config) * sr))
+    assert sr == 22050 and len(y) == n and np.max(np.abs(y)) > 0.05
     err = pitch_errors(y[None].astype(np.float32), [69], sr)
     assert abs(float(err[0])) <= 1.0, err  # A4 within a semitone
 
@@ -43,6 +44,7 @@ def test_fast_model_plays_the_requested_pitches(pipe, steps):
     notes = [("piano", "C4", 60), ("flute", "A4", 69), ("organ", "G3", 55), ("strings", "E5", 76),
              ("brass", "D4", 62), ("guitar", "B3", 59)]
     r = pipe.generate([{"instrument": i, "pitch": p} for i, p, _ in notes], steps=steps, seed=1)
-    assert r.nfe == steps and r.audio.shape == (6, 22050) and np.all(np.isfinite(r.audio))
+    n = int(round(default_seconds(pipe.config) * r.sr))
+    assert r.nfe == steps and r.audio.shape == (6, n) and np.all(np.isfinite(r.audio))
     err = pitch_errors(r.audio, [m for _, _, m in notes], r.sr)
     assert np.sum(np.abs(np.nan_to_num(err, nan=99)) <= 1.0) >= 5, err  # eval: ~95 % within a semitone
