@@ -112,6 +112,13 @@ def teacher_flow(t_model, t_params, cond, prediction: str, cfg: float):
     return guided
 
 
+def _length(batch: dict) -> jax.Array:
+    """The batch's content frames i32[B]; a batch without "length" is all content."""
+    if "length" in batch:
+        return batch["length"]
+    return jnp.full(batch["x0"].shape[:1], batch["x0"].shape[-1], jnp.int32)
+
+
 def example_keys(key_data: jax.Array, update: jax.Array, first: jax.Array, batch: int) -> jax.Array:
     """key[batch]: example i gets ``fold_in(fold_in(wrap(key_data), update), first + i)``."""
     step_key = jax.random.fold_in(jax.random.wrap_key_data(key_data), update)
@@ -124,7 +131,7 @@ def _loss_and_grads(losses: ExampleLoss, state: TrainState, batch: dict, first, 
     keys = example_keys(state.key, state.step // grad_accum, first, batch["x0"].shape[0])
 
     def mean_loss(params):
-        per = losses(params, batch["x0"], batch["labels"], batch["length"], keys)
+        per = losses(params, batch["x0"], batch["labels"], _length(batch), keys)
         parts = {"loss_consistency": jnp.mean(per[:n_consistency])} if n_consistency else {}
         if 0 < n_consistency < per.shape[0]:
             parts["loss_flow"] = jnp.mean(per[n_consistency:])
@@ -195,7 +202,7 @@ def make_pmap_step(config: Config, optimizer: optax.GradientTransformation, ema_
 
 def _weighted_sum(losses: ExampleLoss, params, batch: dict, key_data, first):
     keys = example_keys(key_data, jnp.zeros((), jnp.int32), first, batch["x0"].shape[0])
-    return jnp.sum(losses(params, batch["x0"], batch["labels"], batch["length"], keys) * batch["weight"])
+    return jnp.sum(losses(params, batch["x0"], batch["labels"], _length(batch), keys) * batch["weight"])
 
 
 def make_eval_fn(config: Config, mesh: Mesh, teacher=None) -> Callable[[object, dict, jax.Array, jax.Array], jax.Array]:
