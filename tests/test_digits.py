@@ -13,16 +13,9 @@ import soundfile as sf
 from audiox_jax.data import render
 from audiox_jax.evaluation import digits
 
+from conftest import _real  # noqa: E402  (the shared CI-fails/locally-skips rule)
+
 SR = digits.SR
-
-
-def _real(fn, *args, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    except render.ToolMissingError as err:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must have espeak-ng: {err}")
-        pytest.skip(str(err))
 
 
 def _db(x):

@@ -114,18 +114,11 @@ def midi_file_bytes(program: int, pitch: int, velocity: int, hold_s: float, tail
     tpb = 480
     ticks = lambda s: int(round(s * 2 * tpb))  # 120 bpm = 2 beats per second
 
-    def vlq(n: int) -> bytes:
-        out = [n & 0x7F]
-        while n > 0x7F:
-            n >>= 7
-            out.append((n & 0x7F) | 0x80)
-        return bytes(reversed(out))
-
     track = (
-        vlq(0) + bytes([0xC0, program])
-        + vlq(0) + bytes([0x90, pitch, velocity])
-        + vlq(ticks(hold_s)) + bytes([0x80, pitch, 0])
-        + vlq(ticks(tail_s)) + b"\xff\x2f\x00"
+        _vlq(0) + bytes([0xC0, program])
+        + _vlq(0) + bytes([0x90, pitch, velocity])
+        + _vlq(ticks(hold_s)) + bytes([0x80, pitch, 0])
+        + _vlq(ticks(tail_s)) + b"\xff\x2f\x00"
     )
     return b"MThd" + struct.pack(">IHHH", 6, 0, 1, tpb) + b"MTrk" + struct.pack(">I", len(track)) + track
 
