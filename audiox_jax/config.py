@@ -245,6 +245,11 @@ class TrainConfig:
                 raise ParamError(f"train.{name}={getattr(self, name)} must be >= 0 (0 disables it)")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ParamError(f"train.ema_decay={self.ema_decay} must be in [0, 1); 0.999 averages ~1000 updates")
+        if not 0.0 < self.lr < float("inf"):  # also NaN: a negative rate ascends, zero never moves
+            raise ParamError(f"train.lr={self.lr} must be a finite number > 0; 3e-4 is usual (configs/tiny.yaml: 3e-3)")
+        if not 0.0 <= self.end_lr_fraction <= 1.0:
+            raise ParamError(f"train.end_lr_fraction={self.end_lr_fraction} must be in [0, 1] (the cosine's end "
+                             "as a fraction of train.lr; 0.1 is usual)")
 
 
 @dataclasses.dataclass(frozen=True)
