@@ -4,7 +4,9 @@ skip with its reason, or a documented conversion; never a traceback, never lost 
 import os
 import re
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from audiox_jax import cli
 
@@ -29,3 +31,107 @@ def test_a_learning_rate_that_is_not_positive_and_finite_is_rejected(tmp_path, c
     assert cli.main(["train", "--config", TINY, "--workdir", str(tmp_path / "w"), "--set", f"train.lr={value}"]) == 2
     assert re.search(r"train\.lr=\S+ must be a finite number > 0", one_line_error(capsys, "train"))
     assert not (tmp_path / "w").exists()  # refused before anything was written
+
+
+# ------------------------------------------------------------------ prepare
+
+
+def _prepare(audio, out, *extra):
+    """`audiox-jax prepare` at 16 kHz (tiny.yaml's front end otherwise), labels from sub-folders."""
+    return cli.main(["prepare", "--audio", str(audio), "--config", TINY, "--out", str(out), "--no-progress",
+                     "--set", "audio.sr=16000", "--set", "data.labels=[label]", *extra])
+
+
+def _tone(seconds=0.6, sr=16000, hz=440.0, amp=0.5, channels=1):
+    t = np.arange(int(seconds * sr)) / sr
+    y = (amp * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+    return np.repeat(y[:, None], channels, axis=1) if channels > 1 else y
+
+
+def _bad_folder(root):
+    """Good files, files legitimately converted, and bad files of every kind, under root/kind/.
+
+    Returns ({name: reason fragment} of the files to skip, {name: note fragment} of the files
+    kept with a conversion, [names of the good files kept as they are])."""
+    d = root / "kind"
+    d.mkdir(parents=True)
+    good = ["good_a.wav", "good_b.flac", "cañón é.wav"]
+    for i, name in enumerate(good):
+        sf.write(d / name, _tone(hz=300.0 + 100 * i), 16000, subtype="PCM_16")
+    (d / os.fsdecode(b"latin1 \xe9.wav")).write_bytes((d / "good_a.wav").read_bytes())  # not a UTF-8 name
+    good.append(os.fsdecode(b"latin1 \xe9.wav"))
+    sf.write(d / "unit.wav", _tone(amp=1.0), 16000, subtype="FLOAT")  # the 1e6 file's scaled twin
+
+    sf.write(d / "six_channels.wav", _tone(channels=6), 16000, subtype="PCM_16")
+    sf.write(d / "at_8k.wav", _tone(sr=8000), 8000, subtype="PCM_16")
+    sf.write(d / "loud_1e6.wav", _tone(amp=1e6), 16000, subtype="FLOAT")
+    whole = (d / "good_a.wav").read_bytes()
+    (d / "cut_short.wav").write_bytes(whole[: len(whole) // 2])
+    converted = {"six_channels.wav": "mixed 6 channels to mono", "at_8k.wav": "upsampled from 8000 Hz",
+                 "loud_1e6.wav": "above full scale: divided by it", "cut_short.wav": "cut short"}
+
+    (d / "empty.wav").write_bytes(b"")
+    (d / os.fsdecode(b"empty \xff.wav")).write_bytes(b"")  # reported under an escaped name: \udcff
+    (d / "text.wav").write_text("not audio, just notes\n")
+    (d / "header_only.wav").write_bytes(whole[:44])
+    nan = _tone()
+    nan[100] = np.nan
+    sf.write(d / "nan.wav", nan, 16000, subtype="FLOAT")
+    sf.write(d / "silent.wav", np.zeros(16000, np.float32), 16000, subtype="PCM_16")
+    sf.write(d / "short_10ms.wav", _tone(seconds=0.01), 16000, subtype="PCM_16")
+    (d / "random.mp3").write_bytes(np.random.default_rng(0).bytes(4000))
+    os.symlink("loop.wav", d / "loop.wav")
+    os.symlink("gone.wav", d / "broken.wav")
+    bad = {"empty.wav": "file is empty", os.fsdecode(b"empty \xff.wav"): "file is empty", "text.wav": "not a readable audio file",
+           "header_only.wav": "contains no samples", "nan.wav": "NaN", "silent.wav": "digital silence",
+           "short_10ms.wav": "too short", "random.mp3": "not a readable audio file",
+           "loop.wav": "symbolic link that loops", "broken.wav": "symbolic link to a missing file"}
+    return bad, converted, good
+
+
+def test_prepare_skips_each_bad_file_with_its_reason_and_keeps_the_rest(tmp_path, capsys):
+    """The fuzz-style folder: every good file kept, every bad one skipped with its reason in
+    report.txt, the convertible ones kept with a note saying what was done."""
+    from audiox_jax.data.cache import load_cache
+
+    bad, converted, good = _bad_folder(tmp_path / "audio")
+    out = tmp_path / "cache"
+    assert _prepare(tmp_path / "audio", out) == 0, capsys.readouterr().err
+    assert "Traceback" not in capsys.readouterr().err
+    cache = load_cache(str(out))
+    files = {f.path.split("/", 1)[1]: f for f in cache.manifest.files}
+    assert {n for n, f in files.items() if f.status == "ok"} == {*good, "unit.wav", *converted}
+    report = (out / "report.txt").read_text(encoding="utf-8")
+    for name, reason in bad.items():
+        assert files[name].status == "bad" and reason in files[name].reason, (name, files[name])
+        assert f"kind/{name}: [bad] ".encode("utf-8", "backslashreplace").decode() in report
+    for name, note in converted.items():
+        assert note in files[name].reason and f"kind/{name}: {files[name].reason}" in report
+    for name in good:
+        assert files[name].reason == "", (name, files[name].reason)
+
+    def mels(name):
+        f = files[name]
+        return np.asarray(cache.mels[f.first : f.first + f.n_items])
+
+    np.testing.assert_allclose(mels("loud_1e6.wav"), mels("unit.wav"), atol=1e-4)  # scaled, not cached at 1e6
+    np.testing.assert_array_equal(mels(good[-1]), mels("good_a.wav"))  # the non-UTF-8 name was read
+
+    # a re-run reuses everything, the broken links still skipped; mending a link brings its file in
+    assert _prepare(tmp_path / "audio", out) == 0
+    os.remove(tmp_path / "audio" / "kind" / "broken.wav")
+    os.symlink("good_a.wav", tmp_path / "audio" / "kind" / "broken.wav")
+    assert _prepare(tmp_path / "audio", out) == 0
+    again = {f.path.split("/", 1)[1]: f for f in load_cache(str(out)).manifest.files}
+    assert again["broken.wav"].status == "ok" and again["loop.wav"].status == "bad"
+
+
+def test_prepare_labels_csv_that_is_not_utf8_is_a_one_line_error(tmp_path, capsys):
+    d = tmp_path / "audio" / "kind"
+    d.mkdir(parents=True)
+    sf.write(d / "a.wav", _tone(), 16000, subtype="PCM_16")
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_bytes("path,label\nkind/a.wav,café\n".encode("latin-1"))
+    assert _prepare(tmp_path / "audio", tmp_path / "cache", "--labels-csv", str(csv_path)) == 2
+    line = one_line_error(capsys, "prepare")
+    assert f"labels_csv='{csv_path}' is not UTF-8 text (byte 0xe9 on line 2); save it as UTF-8" in line

@@ -10,6 +10,7 @@ the file and the reason.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 
 import numpy as np
@@ -42,7 +43,7 @@ def load(path: str | os.PathLike, sr: int | None = 22050, *, max_seconds: float 
     if os.path.getsize(path) == 0:
         raise AudioFileError(f"{path}: file is empty (0 bytes)")
     try:
-        with sf.SoundFile(path) as f:
+        with sf.SoundFile(native_path(path)) as f:
             native_sr = f.samplerate
             frames = -1 if max_seconds is None else int(max_seconds * native_sr)
             y = f.read(frames=frames, dtype="float32", always_2d=True)
@@ -62,6 +63,16 @@ def load(path: str | os.PathLike, sr: int | None = 22050, *, max_seconds: float 
     return np.ascontiguousarray(y, dtype=np.float32), int(sr)
 
 
+def native_path(path: str) -> str | bytes:
+    """``path``, or its bytes where the name is not valid in the file-system encoding (a Latin-1
+    name on a UTF-8 system: Python holds it with surrogates, which soundfile cannot encode)."""
+    try:
+        path.encode(sys.getfilesystemencoding())
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
+
+
 def _load_fallback(path: str, max_seconds: float | None, sf_err: Exception) -> tuple[np.ndarray, int]:
     """Decode with librosa's audioread fallback; raise AudioFileError naming both failures."""
     import librosa
@@ -72,7 +83,8 @@ def _load_fallback(path: str, max_seconds: float | None, sf_err: Exception) -> t
             y, native_sr = librosa.load(path, sr=None, mono=False, duration=max_seconds, dtype=np.float32)
     except Exception as err:  # noqa: BLE001
         raise AudioFileError(
-            f"{path}: not a readable audio file (soundfile: {sf_err}; fallback decoder: {type(err).__name__}: {err})"
+            f"{path}: not a readable audio file (soundfile: {sf_err}; fallback decoder: {type(err).__name__}: "
+            f"{err or 'no decoder could read it'})"
         ) from err
     y = np.atleast_2d(y).T  # [samples, channels]
     return y, int(native_sr)

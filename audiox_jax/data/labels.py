@@ -19,6 +19,7 @@ Conventions (stated once, here):
 from __future__ import annotations
 
 import csv
+import io
 import os
 import posixpath
 from typing import NamedTuple, Sequence
@@ -122,8 +123,17 @@ def read_csv(labels_csv: str, audio_dir: str) -> tuple[list[str], dict[str, tupl
     """Parse ``path,label_a,...``: returns the header and {relative path: (line number, label values)}."""
     if not os.path.isfile(labels_csv):
         raise ParamError(f"labels_csv={labels_csv!r} is not a file; pass the path of a 'path,label,...' CSV")
-    with open(labels_csv, newline="", encoding="utf-8-sig") as f:
-        table = list(csv.reader(f))
+    with open(labels_csv, "rb") as f:
+        raw = f.read().removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ParamError(
+            f"labels_csv={labels_csv!r} is not UTF-8 text (byte 0x{raw[err.start]:02x} on line {line}); save it as "
+            f"UTF-8, e.g. iconv -f latin1 -t utf-8 {labels_csv} > labels-utf8.csv"
+        ) from None
+    table = list(csv.reader(io.StringIO(text, newline="")))
     if not table or len(table[0]) < 2 or table[0][0].strip().lower() != "path":
         first = table[0] if table else []
         raise ParamError(

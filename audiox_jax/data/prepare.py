@@ -10,14 +10,20 @@ and ``report.txt``.
 Conventions:
 
 * Decoding: ``audio.load`` (mono by channel average, resampled to ``audio_cfg.sr``).
+  Converted with a note in ``report.txt``: files of more than two channels (mixed to
+  mono), files at a lower rate than ``audio_cfg.sr`` (upsampled: nothing above half their
+  rate), float files that exceed full scale (peak > 1, e.g. integer-scaled floats at
+  ~1e6: divided by their peak, so they neither skew the normaliser nor clip), and WAVs
+  cut short (the header promises more audio than the file holds: the part present is kept).
 * Cutting: :mod:`audiox_jax.data.clips` (fixed-length clips, or whole files padded to
   ``max_seconds``); every item is zero-padded to the same length.
 * Features: ``audio.log_mel`` of each padded item, jitted and batched (batches padded
   to a power of two <= 64 items, so at most 7 compilations).
-* Skipped, never silently: unreadable / empty / non-audio / NaN files, files shorter
-  than one STFT window (``n_fft`` samples), files whose every item is below
-  ``min_rms_db``, and files without labels; each is listed in ``report.txt`` with its
-  reason. Unusable audio is remembered by size + mtime and not decoded again.
+* Skipped, never silently: unreadable / empty / non-audio / NaN files, broken or looping
+  symbolic links, digital silence (every sample 0), files shorter than one STFT window
+  (``n_fft`` samples), files whose every item is below ``min_rms_db``, and files without
+  labels; each is listed in ``report.txt`` with its reason. Unusable audio is remembered
+  by size + mtime and not decoded again.
 * Crash safety: decoded files are staged in ``out_dir/.work/`` until the run finishes
   (a re-run after a crash reuses them); the new arrays are written to temporary files,
   renamed into place, and ``manifest.json`` is replaced last. Two runs must not share
@@ -27,11 +33,13 @@ Conventions:
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
 import re
 import shutil
+import struct
 import sys
 import time
 import warnings
@@ -41,6 +49,7 @@ import jax
 import numpy as np
 
 from audiox_jax.audio import AudioConfig, MelStats, fit_meanstd, load, log_mel
+from audiox_jax.audio.io import native_path
 from audiox_jax.data import cache as C
 from audiox_jax.data.cache import Cache, FileRecord, Manifest, ShardedMels, load_cache
 from audiox_jax.data.clips import ClipSpec, cut, rms_db
@@ -110,10 +119,10 @@ def prepare(
     previous = _previous_cache(out_dir, audio_cfg, spec, overwrite)
     rels = find_audio(audio_dir)
     labelling = label_files(rels, audio_dir, labels_csv=labels_csv, label_names=label_names)
-    plan = _plan(audio_dir, rels, labelling, previous)
+    plan, unreadable = _plan(audio_dir, rels, labelling, previous)
     staged = _decode_all(audio_dir, out_dir, [r for r, how in plan.items() if how == "process"],
                          audio_cfg, spec, progress)
-    records = _records(audio_dir, rels, labelling, plan, staged, previous)
+    records = _records(audio_dir, rels, labelling, plan, staged, previous, unreadable)
     report = os.path.join(out_dir, C.REPORT)
     if not any(r.status == C.STATUS_OK for r in records):
         _write_report(report, audio_dir, out_dir, records, labelling.unmatched, spec)
@@ -164,11 +173,17 @@ def _differences(prefix: str, old: dict, new: dict) -> list[str]:
     return [f"{prefix}.{k}: cached {old.get(k)!r}, now {new.get(k)!r}" for k in sorted(new) if old.get(k) != new.get(k)]
 
 
-def _plan(audio_dir: str, rels: list[str], labelling, previous: Manifest | None) -> dict[str, str]:
-    """{path: "reuse" | "bad" | "process" | "unlabelled"} for each file found."""
+def _plan(audio_dir: str, rels: list[str], labelling,
+          previous: Manifest | None) -> tuple[dict[str, str], dict[str, str]]:
+    """{path: "reuse" | "bad" | "process" | "unlabelled" | "unreadable"} for each file found,
+    and {path: why} for the unreadable ones (broken or looping symbolic links)."""
     old = {f.path: f for f in previous.files} if previous else {}
-    plan = {}
+    plan, unreadable = {}, {}
     for rel in rels:
+        problem = _stat_problem(os.path.join(audio_dir, rel))
+        if problem:
+            plan[rel], unreadable[rel] = "unreadable", problem
+            continue
         if rel not in labelling.by_file:
             plan[rel] = "unlabelled"
             continue
@@ -176,12 +191,25 @@ def _plan(audio_dir: str, rels: list[str], labelling, previous: Manifest | None)
         rec = old.get(rel)
         same = rec is not None and (rec.size, rec.mtime_ns) == (size, mtime)
         plan[rel] = {C.STATUS_OK: "reuse", C.STATUS_BAD: "bad"}.get(rec.status, "process") if same else "process"
-    return plan
+    return plan, unreadable
 
 
 def _stat(path: str) -> tuple[int, int]:
     st = os.stat(path)
     return int(st.st_size), int(st.st_mtime_ns)
+
+
+def _stat_problem(path: str) -> str:
+    """Why ``path`` cannot even be looked at (a broken or looping symbolic link), or ""."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return f"a symbolic link that loops (it leads back to itself: {os.readlink(path)!r}); fix or remove the link"
+        if os.path.islink(path):
+            return f"a symbolic link to a missing file ({os.readlink(path)!r}); fix or remove the link"
+        return f"cannot be read ({err.strerror})"
+    return ""
 
 
 # ---------------------------------------------------------------- decoding
@@ -236,12 +264,16 @@ def _decode_one(path: str, rel: str, work: str, cfg: AudioConfig, spec: ClipSpec
 def read_items(path: str, cfg: AudioConfig, spec: ClipSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, str]:
     """Decode and cut one file: items f32[k, item_samples], offsets i64[k], lengths i64[k], seconds read, note.
 
+    The note lists the conversions made (see the module docstring): mixed to mono from more
+    than two channels, upsampled, scaled down from above full scale, a WAV cut short.
+
     Raises:
-      AudioFileError: unreadable, shorter than ``n_fft`` samples, or silent (all items below ``min_rms_db``).
+      AudioFileError: unreadable, shorter than ``n_fft`` samples, digital silence, or silent
+        (all items below ``min_rms_db``).
     """
-    note = []
     read = None if spec.max_seconds is None else spec.max_seconds + 0.1  # a little extra to detect truncation
     y, sr = load(path, cfg.sr, max_seconds=read)
+    note = _format_notes(path, sr)
     if spec.max_seconds is not None:
         limit = int(round(spec.max_seconds * sr))
         if len(y) > limit:
@@ -251,6 +283,13 @@ def read_items(path: str, cfg: AudioConfig, spec: ClipSpec) -> tuple[np.ndarray,
         raise AudioFileError(
             f"{path}: too short: {len(y)} samples ({1000 * len(y) / sr:.1f} ms) < one STFT window n_fft={cfg.n_fft}"
         )
+    peak = float(np.max(np.abs(y)))
+    if peak == 0.0:
+        raise AudioFileError(f"{path}: silent: every sample is 0 (digital silence)")
+    if peak > 1.0:  # beyond full scale, only possible in float files: would skew the normaliser
+        y = y / np.float32(peak)
+        note.append(f"peak {peak:.4g} ({20 * np.log10(peak):+.1f} dBFS) is above full scale: divided by it "
+                    "(0 dBFS peak)")
     items, offsets, lengths = cut(y, spec, sr)
     if spec.min_rms_db is not None:
         level = rms_db(items, lengths)
@@ -264,6 +303,43 @@ def read_items(path: str, cfg: AudioConfig, spec: ClipSpec) -> tuple[np.ndarray,
             note.append(f"dropped {int((~keep).sum())} of {len(keep)} items below min_rms_db={spec.min_rms_db} dBFS")
         items, offsets, lengths = items[keep], offsets[keep], lengths[keep]
     return items, offsets, lengths, len(y) / sr, "; ".join(note)
+
+
+def _format_notes(path: str, sr: int) -> list[str]:
+    """Notes on how a decoded file was converted: channels mixed, upsampled, a WAV cut short."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(native_path(path))
+    except (RuntimeError, OSError, TypeError):  # decoded by the fallback decoder: its format is not known here
+        return []
+    notes = []
+    if info.channels > 2:
+        notes.append(f"mixed {info.channels} channels to mono (their average)")
+    if info.samplerate < sr:
+        notes.append(f"upsampled from {info.samplerate} Hz to {sr} Hz: nothing above {info.samplerate / 2:g} Hz")
+    short = _wav_shortfall(path)
+    if short:
+        notes.append(f"cut short: its WAV header declares {short[0]} bytes of audio, the file holds {short[1]}; "
+                     "kept what is there")
+    return notes
+
+
+def _wav_shortfall(path: str) -> tuple[int, int] | None:
+    """(declared, present) bytes of a RIFF/WAVE file's ``data`` chunk when fewer are present, else None."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        size, pos = os.fstat(f.fileno()).st_size, 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            cid, n = struct.unpack("<4sI", f.read(8))
+            if cid == b"data":
+                present = size - pos - 8
+                return (n, present) if n != 0xFFFFFFFF and present < n else None  # 0xFFFFFFFF: a stream's open size
+            pos += 8 + n + (n & 1)
+    return None
 
 
 _log_mel_jit = jax.jit(log_mel, static_argnames="cfg")
@@ -288,13 +364,15 @@ def log_mel_items(items: np.ndarray, cfg: AudioConfig) -> np.ndarray:
 # ---------------------------------------------------------------- records and writing
 
 
-def _records(audio_dir, rels, labelling, plan, staged, previous) -> list[FileRecord]:
+def _records(audio_dir, rels, labelling, plan, staged, previous, unreadable) -> list[FileRecord]:
     """One FileRecord per file found (``first`` filled in later by :func:`_write_cache`)."""
     old = {f.path: f for f in previous.files} if previous else {}
     out = []
     for rel in rels:
         how = plan[rel]
-        if how == "unlabelled":
+        if how == "unreadable":  # size and mtime 0: looked at again on every run
+            out.append(FileRecord(rel, 0, 0, C.STATUS_BAD, unreadable[rel]))
+        elif how == "unlabelled":
             size, mtime = _stat(os.path.join(audio_dir, rel))
             out.append(FileRecord(rel, size, mtime, C.STATUS_UNLABELLED, labelling.skipped[rel]))
         elif how in ("reuse", "bad"):
@@ -437,7 +515,7 @@ def _write_report(path, audio_dir, out_dir, records, unmatched, spec) -> None:
     ]
     if unmatched:
         lines += ["", "labels_csv rows naming no audio file:", *(f"  {u}" for u in unmatched)]
-    with open(path, "w", encoding="utf-8") as f:
+    with open(path, "w", encoding="utf-8", errors="backslashreplace") as f:  # names that are not UTF-8: \udcff
         f.write("\n".join(lines) + "\n")
 
 
