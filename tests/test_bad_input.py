@@ -135,3 +135,27 @@ def test_prepare_labels_csv_that_is_not_utf8_is_a_one_line_error(tmp_path, capsy
     assert _prepare(tmp_path / "audio", tmp_path / "cache", "--labels-csv", str(csv_path)) == 2
     line = one_line_error(capsys, "prepare")
     assert f"labels_csv='{csv_path}' is not UTF-8 text (byte 0xe9 on line 2); save it as UTF-8" in line
+
+
+# ------------------------------------------------------------------ train
+
+
+@pytest.mark.parametrize("where", ["file", "/proc/audiox-jax-test", "under_a_file"])
+def test_train_workdir_that_cannot_hold_a_run_is_a_one_line_error(tmp_path, capsys, where):
+    (tmp_path / "file").write_text("I am a file")
+    workdir = {"file": str(tmp_path / "file"), "under_a_file": str(tmp_path / "file" / "run")}.get(where, where)
+    assert cli.main(["train", "--config", TINY, "--workdir", workdir, "--no-progress"]) == 2
+    line = one_line_error(capsys, "train")
+    assert f"workdir={workdir!r} " in line and ("is a file" in line or "cannot be created" in line), line
+
+
+def test_a_batch_larger_than_the_data_names_the_config_key(tmp_path, capsys):
+    assert cli.main(["train", "--config", TINY, "--workdir", str(tmp_path / "w"), "--no-progress",
+                     "--set", "data.synthetic_size=12", "--set", "data.batch_size=16", "--set", "data.val_fraction=0.25"]) == 2
+    line = one_line_error(capsys, "train")
+    m = re.search(r"data\.batch_size=16 is more than the (\d+) training items \(data\.val_fraction=0\.25 holds out "
+                  r"(\d+) more\); set data\.batch_size=\1 or less", line)
+    assert m and int(m.group(1)) + int(m.group(2)) == 12 and "drop_remainder" not in line, line
+    assert cli.main(["train", "--config", TINY, "--workdir", str(tmp_path / "w"), "--no-progress",
+                     "--set", "data.synthetic_size=12", "--set", "data.batch_size=32", "--set", "train.grad_accum=2"]) == 2
+    assert "= 16 examples per micro-batch" in one_line_error(capsys, "train")

@@ -97,7 +97,7 @@ class BatchIterator:
         if steps_per_epoch(n, batch_size, drop_remainder) == 0:
             raise ParamError(
                 f"batch_size={batch_size} is larger than the {n} items with drop_remainder=True; "
-                f"lower batch_size or pass drop_remainder=False"
+                f"lower batch_size or construct the BatchIterator with drop_remainder=False"
             )
         if self.indices.size and (self.indices.min() < 0 or self.indices.max() >= n_all):
             raise ParamError(f"indices must lie in [0, {n_all}), got range [{self.indices.min()}, {self.indices.max()}]")

@@ -105,10 +105,12 @@ def train(config: Config, workdir: str, *, data: TrainData | None = None, progre
       ParamError: an inconsistent config, or a workdir checkpoint of another model.
       AudioxError: a non-finite loss or gradient (the message names the step and batch).
     """
+    check_workdir(workdir)                                                   # 0. before any work
     data = load_train_data(config) if data is None else data                  # 1. data
     config = data.config
     mesh = make_mesh()                                                       # 2. mesh
     micro = _micro_batch(config, mesh)
+    _check_batch_fits(config, data, micro)
     optimizer, ema_fn = make_optimizer(config.train), make_ema(config.train)  # 3. state
     teacher = load_teacher(config, data) if config.diffusion.teacher else None
     layout = make_layout(config, optimizer, ema_fn, mesh, teacher)           # 4. step
@@ -141,6 +143,33 @@ def train(config: Config, workdir: str, *, data: TrainData | None = None, progre
         save_for_generation(os.path.join(workdir, MODEL_DIR), ema_params, config, data.stats, data.vocab,
                             step=config.train.steps, lengths=length_table(data))
     return TrainResult(final, config, data, workdir, start)
+
+
+def check_workdir(workdir: str) -> None:
+    """Create ``workdir`` or fail with one line when it cannot hold a run (a file, an unwritable place)."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ParamError(f"workdir={workdir!r} is a file, not a folder; pass a folder for the run's checkpoints "
+                         f"and metrics, e.g. --workdir {workdir}.run")
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as err:
+        raise ParamError(f"workdir={workdir!r} cannot be created ({err.strerror}); pass a writable folder") from None
+    if not os.access(workdir, os.W_OK | os.X_OK):
+        raise ParamError(f"workdir={workdir!r} is not writable; pass a writable folder")
+
+
+def _check_batch_fits(config: Config, data: TrainData, micro: int) -> None:
+    """One (micro-)batch must fit in the training items: an epoch drops its last partial batch."""
+    n, b, accum = len(data.train_idx), config.data.batch_size, config.train.grad_accum
+    if micro <= n:
+        return
+    held = (f" (data.val_fraction={config.data.val_fraction} holds out {len(data.val_idx)} more)"
+            if len(data.val_idx) else "")
+    if accum == 1:
+        raise ParamError(f"data.batch_size={b} is more than the {n} training items{held}; "
+                         f"set data.batch_size={n} or less, or add data")
+    raise ParamError(f"data.batch_size={b} / train.grad_accum={accum} = {micro} examples per micro-batch is more "
+                     f"than the {n} training items{held}; lower data.batch_size or raise train.grad_accum")
 
 
 def _micro_batch(config: Config, mesh: Mesh) -> int:
