@@ -62,11 +62,16 @@ def save_for_generation(out_dir: str, params: Any, config: Config, stats: MelSta
     return out_dir
 
 
+_REPAIR = ("export the model again (training.checkpoint.export_for_generation or `audiox-jax train`), or restore "
+           "the folder from a copy (a built-in model: reinstall audiox-jax)")
+
+
 def load_for_generation(path: str) -> GenerationModel:
     """Read a model folder written by :func:`save_for_generation`.
 
     Raises:
-      AudioxError: not a model folder, an unknown format, or params that do not fit the config.
+      AudioxError: not a model folder, an unknown format, a damaged (truncated) file, or params that
+        do not fit the config.
     """
     files = [os.path.join(path, PARAMS), os.path.join(path, MODEL)]
     missing = [f for f in files if not os.path.isfile(f)]
@@ -74,15 +79,21 @@ def load_for_generation(path: str) -> GenerationModel:
         names = ", ".join(os.path.basename(m) for m in missing)
         raise AudioxError(f"{path!r} is not an exported model: missing {names}; export one with "
                           "audiox_jax.training.checkpoint.export_for_generation(workdir, out_dir)")
-    with open(files[1], encoding="utf-8") as f:
-        meta = json.load(f)
+    try:
+        with open(files[1], encoding="utf-8") as f:
+            meta = json.load(f)
+    except ValueError as err:  # truncated or not JSON (JSONDecodeError, UnicodeDecodeError)
+        raise AudioxError(f"{files[1]} is damaged ({err}); {_REPAIR}") from None
     if meta.get("format") != FORMAT:
         raise AudioxError(f"{files[1]} has format {meta.get('format')!r}; this audiox-jax reads format {FORMAT}")
     config = from_dict(meta["config"])
     stats = MelStats.from_dict(meta["stats"])
     vocab = {n: tuple(v) for n, v in meta["vocab"].items()}
     with open(files[0], "rb") as f:
-        params = serialization.msgpack_restore(f.read())
+        try:
+            params = serialization.msgpack_restore(f.read())
+        except ValueError as err:  # msgpack: "Unpack failed: incomplete input" for a truncated file
+            raise AudioxError(f"{files[0]} is damaged or truncated (msgpack: {err}); {_REPAIR}") from None
     _check_params(params, config, files[0])
     return GenerationModel(jax.tree.map(jnp.asarray, params), config, stats, vocab, meta.get("lengths"))
 

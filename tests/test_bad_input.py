@@ -159,3 +159,42 @@ def test_a_batch_larger_than_the_data_names_the_config_key(tmp_path, capsys):
     assert cli.main(["train", "--config", TINY, "--workdir", str(tmp_path / "w"), "--no-progress",
                      "--set", "data.synthetic_size=12", "--set", "data.batch_size=32", "--set", "train.grad_accum=2"]) == 2
     assert "= 16 examples per micro-batch" in one_line_error(capsys, "train")
+
+
+# ------------------------------------------------------------------ models and checkpoints
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A one-block DiT saved as a model folder (random params; 2 sampler steps, 4 vocoder iterations)."""
+    import jax
+    import jax.numpy as jnp
+
+    from audiox_jax import modelio
+    from audiox_jax.audio.mel import MelStats
+    from audiox_jax.config import load_config
+    from audiox_jax.models.dit import DiT
+
+    cfg = load_config(None, ["model.dim=32", "model.depth=1", "model.heads=2", "model.labels=[[instrument,2]]",
+                             "sampling.steps=2"])
+    params = DiT(cfg.model).init(jax.random.key(0), jnp.zeros((1, 80, 4)), jnp.zeros((1,)),
+                                 {"labels": jnp.zeros((1, 1), jnp.int32)})["params"]
+    out = tmp_path_factory.mktemp("model")
+    modelio.save_for_generation(str(out), params, cfg, MelStats(kind="range", lo=-11.5, hi=2.0),
+                                {"instrument": ("flute", "piano")}, step=1)
+    return out
+
+
+@pytest.mark.parametrize("name", ["params.msgpack", "model.json"])
+def test_a_truncated_model_file_is_a_one_line_error_naming_it(model_dir, tmp_path, capsys, name):
+    import shutil
+
+    broken = tmp_path / "model"
+    shutil.copytree(model_dir, broken)
+    blob = (broken / name).read_bytes()
+    (broken / name).write_bytes(blob[: len(blob) // 2])
+    rc = cli.main(["generate", "--checkpoint", str(broken), "--instrument", "flute", "--seconds", "0.5",
+                   "--out", str(tmp_path / "x.wav"), "--no-cache"])
+    line = one_line_error(capsys, "generate")
+    assert rc == 2 and f"{broken / name} is damaged" in line and "export the model again" in line, line
+    assert not (tmp_path / "x.wav").exists()
