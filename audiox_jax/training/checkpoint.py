@@ -18,7 +18,8 @@ So a checkpoint alone is enough to resume exactly or to generate. Kept: the late
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple
+import warnings
+from typing import Any, Callable, NamedTuple, TypeVar
 
 import jax
 import numpy as np
@@ -107,6 +108,83 @@ def restore_config(manager: ocp.CheckpointManager, step: int | None = None) -> C
     return from_dict(out["config"])
 
 
+T = TypeVar("T")
+DAMAGED = "checkpoints.damaged"  # beside checkpoints/: where a resumed run moves damaged checkpoints
+
+
+def newest_intact(manager: ocp.CheckpointManager, load: Callable[[int], T], *, steps: list[int] | None = None,
+                  set_aside: bool = False) -> T:
+    """``load(step)`` of the newest checkpoint that loads, falling back to older ones when it is damaged.
+
+    A checkpoint is damaged when Orbax cannot read it back (a truncated or missing file): each one
+    skipped is named in a warning, with the step used. ``steps``: the steps to try (default: all,
+    newest first). ``set_aside``: move the damaged checkpoints newer than the one used to
+    ``workdir/checkpoints.damaged/`` (a resumed run saves those steps again); nothing is deleted.
+    Errors of ours (``AudioxError``, e.g. a checkpoint of another model) are raised as they are.
+
+    Raises:
+      AudioxError: no checkpoint, or every one tried is damaged (then nothing is moved).
+    """
+    where, saved = str(manager.directory), sorted(manager.all_steps(), reverse=True)
+    if not saved:
+        raise AudioxError(f"no checkpoint in {where}; train first")
+    missing = [s for s in steps or () if s not in saved]
+    if missing:
+        raise AudioxError(f"no checkpoint at step {missing[0]} in {where}; its steps are {sorted(saved)}")
+    steps = saved if steps is None else list(steps)
+    damaged = []
+    for step in steps:
+        try:
+            got = load(step)
+        except AudioxError:
+            raise
+        except Exception as err:  # noqa: BLE001 - Orbax and TensorStore raise ValueError, JSONDecodeError, Exception
+            damaged.append((step, _describe(err)))
+            continue
+        if damaged:
+            said = "; ".join(f"step {s}: {e}" for s, e in damaged)
+            moved = _set_aside(manager, [s for s, _ in damaged]) if set_aside else ""
+            warnings.warn(f"damaged checkpoint(s) in {where} ({said}); using step {step}, the newest complete one"
+                          f"{moved} (nothing was deleted)", stacklevel=2)
+        return got
+    said = "; ".join(f"step {s}: {e}" for s, e in damaged)
+    others = f"; its other steps are {sorted(set(saved) - set(steps))}" if set(saved) - set(steps) else ""
+    raise AudioxError(f"every checkpoint tried in {where} is damaged ({said}){others}; nothing was changed: "
+                      "move the damaged step folders out of it (a run then starts from scratch) or use a new --workdir")
+
+
+def _describe(err: BaseException) -> str:
+    """The root cause of a restore error in one short line (Orbax wraps TensorStore's precise message)."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return " ".join(f"{type(err).__name__}: {err}".split())[:240]
+
+
+def _set_aside(manager: ocp.CheckpointManager, steps: list[int]) -> str:
+    """Move step folders from ``checkpoints/`` to ``checkpoints.damaged/`` (a new name if taken); reload."""
+    import shutil
+
+    src_dir = str(manager.directory)
+    dst_dir = os.path.join(os.path.dirname(src_dir.rstrip("/")), DAMAGED)
+    moved = []
+    for step in steps:
+        src = os.path.join(src_dir, str(step))
+        if not os.path.isdir(src):
+            continue
+        dst, k = os.path.join(dst_dir, str(step)), 1
+        while os.path.exists(dst):
+            dst, k = os.path.join(dst_dir, f"{step}-{k}"), k + 1
+        try:
+            os.makedirs(dst_dir, exist_ok=True)
+            shutil.move(src, dst)
+        except OSError as err:
+            raise AudioxError(f"cannot move the damaged checkpoint {src} aside ({err.strerror}); move it out of "
+                              f"{src_dir} yourself and run again") from None
+        moved.append(dst)
+    manager.reload()
+    return f"; moved {', '.join(moved)} out of the way" if moved else ""
+
+
 def export_for_generation(workdir: str, out_dir: str, *, step: int | None = None) -> str:
     """Write the EMA params, config, stats and vocab of a checkpoint as a model folder
     (:mod:`audiox_jax.modelio`) that ``load_for_generation`` reads.
@@ -114,7 +192,8 @@ def export_for_generation(workdir: str, out_dir: str, *, step: int | None = None
     Args:
       workdir: a training workdir (holding ``checkpoints/``) or its ``checkpoints`` folder.
       out_dir: the model folder to write.
-      step: the checkpoint (updates done); None = the latest.
+      step: the checkpoint (updates done); None = the latest complete one (a damaged newer one is
+        skipped with a warning, :func:`newest_intact`).
     """
     from audiox_jax.training.state import init_state, make_ema, make_optimizer
 
@@ -122,11 +201,14 @@ def export_for_generation(workdir: str, out_dir: str, *, step: int | None = None
         workdir = os.path.dirname(os.path.normpath(workdir))
     if not os.path.isdir(checkpoint_dir(workdir)):
         raise AudioxError(f"{workdir!r} holds no {CHECKPOINTS}/ folder; pass the --workdir of a training run")
-    with make_manager(workdir, TrainConfig(), read_only=True) as manager:
-        config = restore_config(manager, step)
+    cpu = SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
+
+    def load(at: int) -> Restored:
+        config = restore_config(manager, at)
         shapes = jax.eval_shape(lambda: init_state(config, make_optimizer(config.train), make_ema(config.train)))
-        cpu = SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
-        abstract = abstract_like(shapes, jax.tree.map(lambda _: cpu, shapes))
-        got = restore(manager, abstract, step)
+        return restore(manager, abstract_like(shapes, jax.tree.map(lambda _: cpu, shapes)), at)
+
+    with make_manager(workdir, TrainConfig(), read_only=True) as manager:
+        got = newest_intact(manager, load, steps=None if step is None else [step])
     params = jax.tree.map(np.asarray, got.state.ema_params)
     return save_for_generation(out_dir, params, got.config, got.stats, got.vocab, step=got.step, lengths=got.lengths)

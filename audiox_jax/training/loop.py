@@ -277,8 +277,9 @@ def restore_or_init(config: Config, layout: Layout, optimizer, ema_fn: Ema, mana
                     data: TrainData) -> tuple[TrainState, int, TrainData]:
     """The state to start from, its step (updates done), and the data with the run's stats.
 
-    Restore order: 1. the latest checkpoint in the workdir (a resumed run: state, data
-    position, normalisation stats); 2. ``train.init_from`` (params, EMA and stats of a trained
+    Restore order: 1. the latest complete checkpoint in the workdir (a resumed run: state, data
+    position, normalisation stats; newer damaged ones are named in a warning and moved to
+    ``checkpoints.damaged/``, :func:`ckpt.newest_intact`); 2. ``train.init_from`` (params, EMA and stats of a trained
     model, :func:`init_from_model`); 3. scratch (fresh params, built in place with
     ``jit(init, out_shardings=...)`` from the shapes).
     """
@@ -288,9 +289,14 @@ def restore_or_init(config: Config, layout: Layout, optimizer, ema_fn: Ema, mana
         return fresh_state(config, layout, optimizer, ema_fn, params), 0, data
     if step is None:
         return fresh_state(config, layout, optimizer, ema_fn), 0, data
-    _check_resumable(ckpt.restore_config(manager, step), config, manager.directory)
     shapes = jax.eval_shape(lambda: init_state(config, optimizer, ema_fn))
-    got = ckpt.restore(manager, ckpt.abstract_like(shapes, layout.shardings), step)
+
+    def load(at: int) -> ckpt.Restored:
+        _check_resumable(ckpt.restore_config(manager, at), config, manager.directory)
+        return ckpt.restore(manager, ckpt.abstract_like(shapes, layout.shardings), at)
+
+    got = ckpt.newest_intact(manager, load, set_aside=True)
+    step = got.step
     if got.vocab != data.vocab:
         raise ParamError(f"the checkpoint in {manager.directory} was trained with label vocabulary {got.vocab}, "
                          f"the data now has {data.vocab}; use a new workdir")
