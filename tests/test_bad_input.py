@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 
 from audiox_jax import cli
+from audiox_jax.errors import AudioxError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, "configs", "tiny.yaml")
@@ -198,3 +199,53 @@ def test_a_truncated_model_file_is_a_one_line_error_naming_it(model_dir, tmp_pat
     line = one_line_error(capsys, "generate")
     assert rc == 2 and f"{broken / name} is damaged" in line and "export the model again" in line, line
     assert not (tmp_path / "x.wav").exists()
+
+
+TRAIN_SMALL = ["--set", "train.steps=4", "--set", "train.ckpt_every=2", "--set", "train.log_every=2",
+               "--set", "train.eval_every=0", "--set", "train.demo_every=0", "--set", "model.dim=32",
+               "--set", "model.depth=1", "--set", "data.synthetic_size=24"]
+
+
+def _tree(folder):
+    return sorted((os.path.relpath(os.path.join(r, f), folder), os.path.getsize(os.path.join(r, f)))
+                  for r, _, fs in os.walk(folder) for f in fs)
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
+    """generate --checkpoint W uses the previous complete checkpoint; train resumes from it and moves
+    the damaged one to checkpoints.damaged/; both name the damaged step; nothing is deleted."""
+    work = tmp_path / "w"
+    assert cli.main(["train", "--config", TINY, "--workdir", str(work), "--no-progress", *TRAIN_SMALL]) == 0
+    assert sorted(os.listdir(work / "checkpoints")) == ["2", "4"]
+    size, biggest = max((os.path.getsize(os.path.join(r, f)), os.path.join(r, f))
+                        for r, _, fs in os.walk(work / "checkpoints" / "4") for f in fs)
+    with open(biggest, "r+b") as f:
+        f.truncate(size // 2)
+    damaged = _tree(work / "checkpoints" / "4")
+    capsys.readouterr()
+
+    with pytest.warns(UserWarning, match=r"damaged checkpoint\(s\) in .*checkpoints \(step 4: .*\); using step 2, "
+                                         r"the newest complete one \(nothing was deleted\)"):
+        rc = cli.main(["generate", "--checkpoint", str(work), "--label", "kind=tone", "--out", str(tmp_path / "g.wav"),
+                       "--no-cache"])
+    assert rc == 0 and len(sf.read(tmp_path / "g.wav")[0]) == 4000
+    assert _tree(work / "checkpoints" / "4") == damaged  # generate changes nothing
+
+    with pytest.warns(UserWarning, match=r"step 4: .*using step 2, the newest complete one; moved "
+                                         r".*checkpoints\.damaged/4 out of the way \(nothing was deleted\)"):
+        rc = cli.main(["train", "--config", TINY, "--workdir", str(work), "--no-progress", *TRAIN_SMALL])
+    assert rc == 0 and "resumed from the checkpoint at step 2" in capsys.readouterr().out
+    assert _tree(work / "checkpoints.damaged" / "4") == damaged
+    assert sorted(os.listdir(work / "checkpoints")) == ["2", "4"]  # step 4 saved again, complete
+
+
+def test_every_checkpoint_damaged_is_a_one_line_error_that_changes_nothing(tmp_path, capsys):
+    from audiox_jax.training import checkpoint as ckpt
+
+    work = tmp_path / "w"
+    (work / "checkpoints" / "3").mkdir(parents=True)  # a step folder Orbax cannot read back
+    (work / "checkpoints" / "3" / "_CHECKPOINT_METADATA").write_text("{")
+    with pytest.raises(AudioxError, match=r"every checkpoint tried in .* is damaged \(step 3: .*\); nothing was "
+                                          r"changed"):
+        ckpt.export_for_generation(str(work), str(tmp_path / "out"))
+    assert os.listdir(work / "checkpoints") == ["3"]
