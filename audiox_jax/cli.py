@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import time
+from typing import NamedTuple
 
 from audiox_jax.errors import AudioxError, ParamError
 
@@ -162,6 +163,100 @@ def _check_out(path: str) -> None:
         raise ParamError(f"--out {path!r}: the folder {parent!r} is not writable; pick a writable path")
 
 
+MAX_STEPS = 1000  # samplers converge within ~100 steps; the shipped models use 2 and 16
+CPU_TFLOP = 2.0  # network work refused on CPU without --force: over a minute at the rates below
+CPU_GFLOPS = (20.0, 50.0)  # the default model's forward on 2 busy CPU cores: 20 GFLOP/s at 60 s, 50 at 10 s
+
+
+class Cost(NamedTuple):
+    """Estimated cost of one generate call: ``nfe`` network evaluations of ``rows`` examples
+    (2 x batch with guidance) over ``tokens`` tokens each; ``tflop`` their matmul work;
+    ``memory`` bytes of the attention matrices, the peak at long lengths."""
+
+    nfe: int
+    rows: int
+    tokens: int
+    tflop: float
+    memory: float
+
+
+def request_cost(config, *, seconds: float, batch: int, steps: int, sampler: str, cfg: float) -> Cost:
+    """Estimate a request before compiling it (``config``: the model's :class:`Config`).
+
+    Work: ``models.dit.flops_per_forward`` x the sampler's network evaluations. Memory: XLA
+    materialises each attention's scores and probabilities, 2 x rows x heads x tokens^2 float32
+    (f32 = 4 bytes); at 600 s the default model's forward needs 8.2 GB by XLA's own memory
+    analysis, this estimate 8.0 GB. Everything else (params, activations, the vocoder) is far
+    smaller at the lengths where this matters.
+    """
+    from audiox_jax.diffusion.samplers import nfe
+    from audiox_jax.models.dit import flops_per_forward
+
+    mc = config.model
+    frames = config.audio.frames(int(round(seconds * config.audio.sr)))
+    frames = -(-frames // mc.patch) * mc.patch  # the model pads to whole patches
+    rows = batch * (1 if cfg == 1.0 else 2)
+    try:
+        calls = nfe(sampler, steps)
+    except ParamError:  # an unknown sampler: the pipeline names it; count one call per step
+        calls = steps
+    tokens = frames // mc.patch
+    tflop = calls * flops_per_forward(mc, frames, batch=rows) / 1e12
+    return Cost(calls, rows, tokens, tflop, 2.0 * rows * mc.heads * tokens**2 * 4)
+
+
+def _available_memory() -> float | None:
+    """Bytes free for a computation on the default JAX device (None when it cannot be told)."""
+    import jax
+
+    dev = jax.local_devices()[0]
+    if dev.platform != "cpu":
+        stats = dev.memory_stats() or {}
+        if "bytes_limit" in stats:
+            return float(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+        return None
+    try:
+        with open("/proc/meminfo") as f:
+            return next(float(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def _check_request(config, args) -> None:
+    """Refuse before generating a request that would exhaust memory or, on CPU, take minutes, naming
+    the estimate and the fix; ``--force`` runs it anyway. Caps: ``--steps`` <= MAX_STEPS; attention
+    memory within the device's free memory; on CPU, at most CPU_TFLOP of network work per call."""
+    import math
+
+    import jax
+
+    if args.force or args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds > 0):
+        return  # a bad --seconds is named by the pipeline
+    steps = args.steps if args.steps is not None else config.sampling.steps
+    if steps > MAX_STEPS:
+        raise ParamError(f"--steps {steps} is more than {MAX_STEPS}: every step is a network evaluation and the "
+                         f"samplers converge within ~100 (this model's default is {config.sampling.steps}); "
+                         "lower --steps, or pass --force to run it anyway")
+    seconds = args.seconds if args.seconds is not None else (
+        config.data.max_seconds if config.data.whole_files else config.data.clip_seconds)
+    batch = 1 if args.stream else args.batch
+    cost = request_cost(config, seconds=seconds, batch=batch, steps=steps,
+                        sampler=args.sampler or config.sampling.sampler,
+                        cfg=args.cfg if args.cfg is not None else config.sampling.cfg)
+    what = (f"--seconds {seconds:g} x --batch {batch} ({cost.nfe} network evaluations of {cost.rows} x "
+            f"{cost.tokens:,} tokens: ~{cost.tflop:.3g} TFLOP, ~{cost.memory / 1e9:.3g} GB of attention memory)")
+    fix = (f"make long audio in pieces with --stream OUT --seconds 10 --chunks {math.ceil(seconds / 10)}, "
+           "generate fewer clips per call (--batch), or pass --force to run it anyway")
+    free = _available_memory()
+    if free is not None and cost.memory > 0.9 * free:
+        raise ParamError(f"{what} needs more memory than the {free / 1e9:.3g} GB free on "
+                         f"{jax.default_backend().upper()}; {fix}")
+    if jax.default_backend() == "cpu" and cost.tflop > CPU_TFLOP:
+        lo, hi = (cost.tflop * 1e3 / g / 60 for g in CPU_GFLOPS[::-1])
+        raise ParamError(f"{what} would take about {lo:.2g}-{hi:.2g} min on CPU (at {CPU_GFLOPS[0]:g}-"
+                         f"{CPU_GFLOPS[1]:g} GFLOP/s; the cap is {CPU_TFLOP:g} TFLOP per call); {fix}")
+
+
 def loudness_policy(audio, mode: str) -> tuple[object, float, str]:
     """Apply ``--normalize`` to f32[B, samples]: ``(audio, peak before, what was done)``.
 
@@ -235,6 +330,7 @@ def cmd_generate(args) -> None:
     if not args.stream:
         _check_out(args.out)
     pipe = load_pipeline(args.checkpoint or args.model)
+    _check_request(pipe.config, args)
     labels = _parse_labels(args)
     if args.stream:
         return _stream(pipe, labels, args)
@@ -395,6 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--chunks", type=int, default=4, help="--stream: number of chunks (default 4)")
     g.add_argument("--overlap", type=float, default=0.25, help="--stream: seconds each chunk continues (0.25)")
     g.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
+    g.add_argument("--force", action="store_true", help="run a request over the caps checked before generating: "
+                   f"--steps > {MAX_STEPS}, attention memory beyond the free memory, over {CPU_TFLOP:g} TFLOP on CPU")
     g.set_defaults(func=cmd_generate)
 
     e = sub.add_parser("eval", help="measure a model: pitch accuracy, probe accuracy, Frechet distance, vocoder")
