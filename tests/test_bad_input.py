@@ -83,7 +83,8 @@ def _bad_folder(root):
     (d / "random.mp3").write_bytes(np.random.default_rng(0).bytes(4000))
     os.symlink("loop.wav", d / "loop.wav")
     os.symlink("gone.wav", d / "broken.wav")
-    bad = {"empty.wav": "file is empty", os.fsdecode(b"empty \xff.wav"): "file is empty", "text.wav": "not a readable audio file",
+    bad = {"empty.wav": "file is empty", os.fsdecode(b"empty \xff.wav"): "file is empty",
+           "text.wav": "not a readable audio file",
            "header_only.wav": "contains no samples", "nan.wav": "NaN", "silent.wav": "digital silence",
            "short_10ms.wav": "too short", "random.mp3": "not a readable audio file",
            "loop.wav": "symbolic link that loops", "broken.wav": "symbolic link to a missing file"}
@@ -152,13 +153,15 @@ def test_train_workdir_that_cannot_hold_a_run_is_a_one_line_error(tmp_path, caps
 
 def test_a_batch_larger_than_the_data_names_the_config_key(tmp_path, capsys):
     assert cli.main(["train", "--config", TINY, "--workdir", str(tmp_path / "w"), "--no-progress",
-                     "--set", "data.synthetic_size=12", "--set", "data.batch_size=16", "--set", "data.val_fraction=0.25"]) == 2
+                     "--set", "data.synthetic_size=12", "--set", "data.batch_size=16",
+                     "--set", "data.val_fraction=0.25"]) == 2
     line = one_line_error(capsys, "train")
     m = re.search(r"data\.batch_size=16 is more than the (\d+) training items \(data\.val_fraction=0\.25 holds out "
                   r"(\d+) more\); set data\.batch_size=\1 or less", line)
     assert m and int(m.group(1)) + int(m.group(2)) == 12 and "drop_remainder" not in line, line
     assert cli.main(["train", "--config", TINY, "--workdir", str(tmp_path / "w"), "--no-progress",
-                     "--set", "data.synthetic_size=12", "--set", "data.batch_size=32", "--set", "train.grad_accum=2"]) == 2
+                     "--set", "data.synthetic_size=12", "--set", "data.batch_size=32",
+                     "--set", "train.grad_accum=2"]) == 2
     assert "= 16 examples per micro-batch" in one_line_error(capsys, "train")
 
 
@@ -249,3 +252,55 @@ def test_every_checkpoint_damaged_is_a_one_line_error_that_changes_nothing(tmp_p
                                           r"changed"):
         ckpt.export_for_generation(str(work), str(tmp_path / "out"))
     assert os.listdir(work / "checkpoints") == ["3"]
+
+
+# ------------------------------------------------------------------ generate: requests too big to run
+
+
+def test_request_cost_matches_xla_and_the_default_model_at_600_s(model_dir):
+    """The attention-memory estimate against XLA's own memory analysis of the forward pass, and the
+    numbers the refusal quotes for the shipped model at 600 s (~27 TFLOP, 8 GB)."""
+    import jax
+    import jax.numpy as jnp
+
+    from audiox_jax.modelio import load_for_generation
+    from audiox_jax.models.dit import DiT
+
+    tiny = load_for_generation(str(model_dir))
+    cost = cli.request_cost(tiny.config, seconds=60.0, batch=1, steps=2, sampler="euler", cfg=2.0)
+    assert cost.rows == 2 and cost.nfe == 2 and cost.tokens == 1292
+    x = jax.ShapeDtypeStruct((2, 80, 4 * cost.tokens), jnp.float32)
+    cond = {"labels": jax.ShapeDtypeStruct((2, 1), jnp.int32)}
+    fwd = jax.jit(lambda p, x, t, c: DiT(tiny.config.model).apply({"params": p}, x, t, c))
+    xla = fwd.lower(tiny.params, x, jax.ShapeDtypeStruct((2,), jnp.float32), cond).compile().memory_analysis()
+    assert 0.8 < cost.memory / xla.temp_size_in_bytes < 1.25, (cost.memory, xla.temp_size_in_bytes)
+
+    default = load_for_generation(os.path.join(ROOT, "audiox_jax", "assets", "default")).config
+    big = cli.request_cost(default, seconds=600.0, batch=1, steps=16, sampler="euler", cfg=1.5)
+    assert big.tokens == 12920 and 25 < big.tflop < 30 and 7.5e9 < big.memory < 8.5e9
+
+
+def _generate(model_dir, tmp_path, *extra):
+    return cli.main(["generate", "--checkpoint", str(model_dir), "--instrument", "flute", "--seconds", "0.5",
+                     "--out", str(tmp_path / "g.wav"), "--no-cache", *extra])
+
+
+def test_requests_over_the_caps_are_refused_with_the_estimate_and_the_fix(model_dir, tmp_path, capsys, monkeypatch):
+    assert _generate(model_dir, tmp_path, "--steps", "100000") == 2
+    assert "--steps 100000 is more than 1000" in one_line_error(capsys, "generate")
+
+    monkeypatch.setattr(cli, "_available_memory", lambda: 1e9)
+    assert _generate(model_dir, tmp_path, "--seconds", "600") == 2
+    line = one_line_error(capsys, "generate")
+    assert re.search(r"--seconds 600 x --batch 1 \(2 network evaluations of 2 x 12,920 tokens: ~[\d.]+ TFLOP, "
+                     r"~5.34 GB of attention memory\) needs more memory than the 1 GB free on CPU; make long audio "
+                     r"in pieces with --stream OUT --seconds 10 --chunks 60, .* or pass --force", line), line
+
+    monkeypatch.setattr(cli, "CPU_TFLOP", 1e-6)
+    assert _generate(model_dir, tmp_path, "--batch", "2") == 2
+    line = one_line_error(capsys, "generate")
+    assert re.search(r"would take about .* min on CPU .*the cap is 1e-06 TFLOP per call", line), line
+    assert not (tmp_path / "g_0.wav").exists() and not (tmp_path / "g.wav").exists()
+
+    assert _generate(model_dir, tmp_path, "--steps", "1001", "--force") == 0  # --force: the user's call
+    assert (tmp_path / "g.wav").exists()

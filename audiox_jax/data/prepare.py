@@ -205,7 +205,8 @@ def _stat_problem(path: str) -> str:
         os.stat(path)
     except OSError as err:
         if err.errno == errno.ELOOP:
-            return f"a symbolic link that loops (it leads back to itself: {os.readlink(path)!r}); fix or remove the link"
+            return (f"a symbolic link that loops (it leads back to itself: {os.readlink(path)!r}); "
+                    "fix or remove the link")
         if os.path.islink(path):
             return f"a symbolic link to a missing file ({os.readlink(path)!r}); fix or remove the link"
         return f"cannot be read ({err.strerror})"
