@@ -328,3 +328,24 @@ def test_a_sample_does_not_depend_on_the_batch_as_the_readme_states(model_dir, t
     a = pipe.generate(lab, batch=1, seed=3, seconds=0.5, cfg=1.0)
     b = pipe.generate(lab, batch=4, seed=3, seconds=0.5, cfg=1.0)
     assert np.abs(a.log_mel[0] - b.log_mel[0]).max() < 7e-6
+
+
+# ------------------------------------------------------------------ bench
+
+
+def test_bench_compare_with_a_missing_or_malformed_file_is_a_one_line_error(tmp_path, capsys):
+    import json
+
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"env": {"device": "cpu", "backend": "cpu", "jax": "0", "date": "today"},
+                                "rows": [{"name": "stft", "median_s": 0.0}]}))
+    (tmp_path / "truncated.json").write_text(good.read_text()[:40])
+    (tmp_path / "other.json").write_text('{"rows": 3}')
+    cases = {"missing.json": "no such file", "truncated.json": "cannot be read as JSON",
+             "other.json": "is JSON but not a saved bench run", ".": "cannot be read as JSON"}
+    for name, message in cases.items():
+        assert cli.main(["bench", "--compare", str(good), str(tmp_path / name)]) == 2
+        line = one_line_error(capsys, "bench")
+        assert message in line and "audiox-jax bench --json FILE" in line, line
+    assert cli.main(["bench", "--compare", str(good), str(good)]) == 0  # a zero median: no division by zero
+    assert "stft" in capsys.readouterr().out

@@ -31,6 +31,8 @@ import jax.numpy as jnp
 import librosa
 import numpy as np
 
+from audiox_jax.errors import ParamError
+
 
 def environment() -> dict:
     """Backend, device and versions, recorded with every run."""
@@ -184,20 +186,44 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def read_run(path: str) -> dict:
+    """A run saved by ``bench --json``: ``{"env": {...}, "rows": [{"name", ...}, ...]}``, checked.
+
+    Raises:
+      ParamError: the file is missing, not JSON, or not a saved run (the message names it and the fix).
+    """
+    fix = "pass a file written by `audiox-jax bench --json FILE`"
+    try:
+        with open(path, encoding="utf-8") as f:
+            run = json.load(f)
+    except FileNotFoundError:
+        raise ParamError(f"--compare {path!r}: no such file; {fix}") from None
+    except (OSError, ValueError) as err:  # a folder, unreadable, not UTF-8, not JSON
+        raise ParamError(f"--compare {path!r} cannot be read as JSON ({err}); {fix}") from None
+    env_keys = ("device", "backend", "jax", "date")
+    ok = (isinstance(run, dict) and isinstance(run.get("env"), dict) and all(k in run["env"] for k in env_keys)
+          and isinstance(run.get("rows"), list) and all(isinstance(r, dict) and "name" in r for r in run["rows"]))
+    if not ok:
+        raise ParamError(f"--compare {path!r} is JSON but not a saved bench run (it needs \"env\" with "
+                         f"{', '.join(env_keys)} and \"rows\" with a \"name\" each); {fix}")
+    return run
+
+
 def compare(path_a: str, path_b: str) -> str:
     """Two JSON runs side by side: median seconds of each row and the ratio B/A."""
-    a, b = (json.load(open(p)) for p in (path_a, path_b))
+    a, b = read_run(path_a), read_run(path_b)
     out = [f"A: {path_a}  [{a['env']['device']}, {a['env']['backend']}, jax {a['env']['jax']}, {a['env']['date']}]",
            f"B: {path_b}  [{b['env']['device']}, {b['env']['backend']}, jax {b['env']['jax']}, {b['env']['date']}]"]
     rows_b = {r["name"]: r for r in b["rows"]}
-    width = max(len(r["name"]) for r in a["rows"]) + 2
+    width = max((len(r["name"]) for r in a["rows"]), default=0) + 2
     out.append("".ljust(width) + "A median_s".rjust(14) + "B median_s".rjust(14) + "B/A".rjust(10))
     for r in a["rows"]:
         rb = rows_b.get(r["name"])
         if "median_s" not in r or rb is None or "median_s" not in rb:
             continue
+        ratio = rb["median_s"] / r["median_s"] if r["median_s"] else None
         out.append(r["name"].ljust(width) + _fmt(r["median_s"]).rjust(14) + _fmt(rb["median_s"]).rjust(14)
-                   + _fmt(rb["median_s"] / r["median_s"]).rjust(10))
+                   + _fmt(ratio).rjust(10))
     return "\n".join(out)
 
 
