@@ -1,4 +1,4 @@
-"""The `audiox-jax` command: vocode | bench | prepare | train (generate and eval arrive with their issues).
+"""The `audiox-jax` command: generate | eval | render-notes | prepare | train | vocode | bench.
 
 Every error audiox-jax raises on purpose (AudioxError) is printed as one line naming
 the input and the fix, with exit status 2; anything else is a bug and keeps its traceback.
@@ -118,25 +118,23 @@ def _parse_labels(args) -> dict:
     return labels
 
 
-def _keep_mask(spec: str, config, seconds: float):
-    """'0:1.5,3:4' (seconds to keep from --init-audio) -> f32[model_frames] mask."""
+def _keep_mask(text: str, config, spec):
+    """'0:1.5,3:4' (seconds to keep from --init-audio) -> f32[model_frames] mask for ``spec``."""
     import numpy as np
 
-    from audiox_jax import pipeline
-
-    _, _, model_frames = pipeline.shapes(config, seconds)
-    mask = np.zeros(model_frames, np.float32)
+    mask = np.zeros(spec.model_frames, np.float32)
     fps = config.audio.sr / config.audio.hop_length
-    for part in spec.split(","):
+    seconds = spec.samples / config.audio.sr
+    for part in text.split(","):
         try:
             a, b = (float(v) for v in part.split(":"))
         except ValueError:
-            raise ParamError(f"--keep {spec!r}: each range must be START:END in seconds, e.g. --keep 0:1.5") from None
+            raise ParamError(f"--keep {text!r}: each range must be START:END in seconds, e.g. --keep 0:1.5") from None
         if not (np.isfinite(a) and np.isfinite(b) and 0 <= a < b):
-            raise ParamError(f"--keep {spec!r}: range {part!r} must have 0 <= START < END (finite seconds), "
+            raise ParamError(f"--keep {text!r}: range {part!r} must have 0 <= START < END (finite seconds), "
                              "e.g. --keep 0:1.5")
         if a >= seconds:
-            raise ParamError(f"--keep {spec!r}: range {part!r} starts after the {seconds:g} s generated; "
+            raise ParamError(f"--keep {text!r}: range {part!r} starts after the {seconds:g} s generated; "
                              "keep a range inside --seconds")
         mask[int(np.ceil(a * fps)) : int(np.floor(b * fps)) + 1] = 1.0
     return mask
@@ -237,8 +235,9 @@ def _check_request(config, args) -> None:
         raise ParamError(f"--steps {steps} is more than {MAX_STEPS}: every step is a network evaluation and the "
                          f"samplers converge within ~100 (this model's default is {config.sampling.steps}); "
                          "lower --steps, or pass --force to run it anyway")
-    seconds = args.seconds if args.seconds is not None else (
-        config.data.max_seconds if config.data.whole_files else config.data.clip_seconds)
+    from audiox_jax.pipeline import default_seconds
+
+    seconds = args.seconds if args.seconds is not None else default_seconds(config)
     batch = 1 if args.stream else args.batch
     cost = request_cost(config, seconds=seconds, batch=batch, steps=steps,
                         sampler=args.sampler or config.sampling.sampler,
@@ -324,9 +323,13 @@ def cmd_generate(args) -> None:
         raise ParamError(f"--cfg {args.cfg} must be a finite number (1 = no guidance, 2-4 usual)")
     if args.strength is not None and not 0.0 <= args.strength <= 1.0:
         raise ParamError(f"--strength {args.strength} must be in [0, 1] (0 = the input, 1 = from pure noise)")
-    if args.strength is not None and args.keep:
-        raise ParamError("--strength and --keep are two different edits; use --keep to inpaint or "
-                         "--strength to vary the whole input, not both")
+    edits = [f for f, on in (("--continue", args.continue_audio), ("--keep", bool(args.keep)),
+                             ("--strength", args.strength is not None)) if on]
+    if len(edits) > 1:
+        raise ParamError(f"{' and '.join(edits)} are different edits of --init-audio; use one: --continue "
+                         "(the default) continues it, --keep inpaints around the kept ranges, --strength varies all of it")
+    if edits and not args.init_audio:
+        raise ParamError(f"{edits[0]} needs --init-audio FILE (the audio to edit)")
     if not args.stream:
         _check_out(args.out)
     pipe = load_pipeline(args.checkpoint or args.model)
@@ -334,25 +337,18 @@ def cmd_generate(args) -> None:
     labels = _parse_labels(args)
     if args.stream:
         return _stream(pipe, labels, args)
-    kwargs = {}
+    init = None
     if args.init_audio:
-        kwargs["init_audio"] = args.init_audio
-        if args.keep:
-            if args.seconds is None:  # the documented form: keep parts of the input, as long as the input
-                from audiox_jax.audio import load
-
-                args.seconds = len(load(args.init_audio, pipe.sr)[0]) / pipe.sr
-            kwargs["mask"] = _keep_mask(args.keep, pipe.config, args.seconds)
-        elif args.strength is not None:
-            kwargs["strength"] = args.strength
-        else:
-            kwargs["continue_audio"] = True
-    elif args.keep or args.strength is not None or args.continue_audio:
-        raise ParamError("--keep, --strength and --continue need --init-audio FILE")
-    if args.length is not None:
-        kwargs["length"] = args.length
-    res = pipe.generate(labels, seconds=args.seconds, batch=args.batch, seed=args.seed, sampler=args.sampler,
-                        steps=args.steps, schedule=args.schedule, cfg=args.cfg, **kwargs)
+        init = audio.load(args.init_audio, pipe.sr)[0]
+        if args.keep and args.seconds is None:  # the documented form: keep parts of the input, as long as the input
+            args.seconds = len(init) / pipe.sr
+    spec = pipe.spec(args.seconds, batch=args.batch, sampler=args.sampler, steps=args.steps, schedule=args.schedule)
+    prompt = None
+    if init is not None:
+        mask = _keep_mask(args.keep, pipe.config, spec) if args.keep else None
+        prompt = pipe.prompt(spec, init, mask=mask, strength=args.strength,
+                             continue_audio=mask is None and args.strength is None)
+    res = pipe.generate(labels, spec=spec, seed=args.seed, cfg=args.cfg, prompt=prompt, length=args.length)
     stem, ext = (args.out.rsplit(".", 1) + ["wav"])[:2] if "." in os.path.basename(args.out) else (args.out, "wav")
     paths = [args.out] if len(res.audio) == 1 else [f"{stem}_{i}.{ext}" for i in range(len(res.audio))]
     wave, peak, done = loudness_policy(res.audio, args.normalize)
@@ -378,15 +374,16 @@ def cmd_eval(args) -> None:
     """Generate a note per label combination and report pitch/probe accuracy and Frechet distances."""
     import json
 
-    from audiox_jax.evaluation.model_eval import evaluate_model, plot_sweep, sweep_model
+    from audiox_jax.evaluation.model_eval import evaluate_model, flow_map_error, plot_sweep, sweep_model
     from audiox_jax.evaluation.report import format_report
+    from audiox_jax.generator import load_pipeline
 
+    name = args.checkpoint or args.model
+    model = load_pipeline(name).model
     if args.flow_map:
-        from audiox_jax.evaluation.model_eval import flow_map_error
-
         steps = _int_list("--sweep-steps", args.sweep_steps or "1,2,4")
-        result = flow_map_error(args.checkpoint or args.model, args.flow_map, steps=steps, seed=args.seed,
-                                sampler=args.sampler)
+        result = flow_map_error(model, load_pipeline(args.flow_map).model, names=(name, args.flow_map), steps=steps,
+                                seed=args.seed, sampler=args.sampler)
         print(f"{result['model']} ({result['sampler']}) vs {args.flow_map}'s {result['reference_steps']}-step ODE solution, "
               f"RMS log-mel error: " + ", ".join(f"{n} steps {v:.4f}" for n, v in result["rms"].items()))
         if args.out:
@@ -397,7 +394,7 @@ def cmd_eval(args) -> None:
         raise ParamError("audiox-jax eval needs --data CACHE_OR_NOTES (a prepared cache or a render-notes folder)")
     if args.sweep:
         steps = _int_list("--sweep-steps", args.sweep_steps or "1,2,4,8,16,32")
-        result = sweep_model(args.checkpoint or args.model, args.data, samplers=tuple(args.samplers.split(",")),
+        result = sweep_model(model, args.data, name=name, samplers=tuple(args.samplers.split(",")),
                              steps=steps, max_combos=args.max_combos, probes_dir=args.probes, seed=args.seed,
                              cfg=args.cfg, judge=not args.no_judge, progress=not args.no_progress,
                              seconds=args.seconds)
@@ -407,7 +404,7 @@ def cmd_eval(args) -> None:
         png = plot_sweep(result, args.plot or out.rsplit(".", 1)[0] + ".png")
         print(f"wrote {out} and {png}")
         return
-    report = evaluate_model(args.checkpoint or args.model, args.data, probes_dir=args.probes,
+    report = evaluate_model(model, args.data, name=name, probes_dir=args.probes,
                             samples_per_combo=args.samples_per_combo, batch_size=args.batch, seed=args.seed,
                             sampler=args.sampler, steps=args.steps, cfg=args.cfg, schedule=args.schedule,
                             judge=not args.no_judge, progress=not args.no_progress, seconds=args.seconds)

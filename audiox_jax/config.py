@@ -25,6 +25,10 @@ from typing import Any
 import yaml
 
 from audiox_jax.audio.frontend import AudioConfig
+from audiox_jax.diffusion.fewstep import OBJECTIVES, VELOCITIES
+from audiox_jax.diffusion.formulations import FORMULATIONS, T_SAMPLERS, get_formulation, x0_prediction
+from audiox_jax.diffusion.samplers import SAMPLERS, takes_eta
+from audiox_jax.diffusion.schedules import SCHEDULES
 from audiox_jax.errors import ParamError
 from audiox_jax.models.dit import SIZES, DiTConfig
 
@@ -86,9 +90,6 @@ class DiffusionConfig:
         if self.prediction == "x0" and self.formulation != "rf":
             raise ParamError(f"diffusion.prediction='x0' is for formulation 'rf' (got {self.formulation!r}); "
                              "use prediction 'v' or formulation rf")
-        from audiox_jax.diffusion.fewstep import OBJECTIVES, VELOCITIES
-        from audiox_jax.diffusion.formulations import FORMULATIONS, T_SAMPLERS
-
         _choice("diffusion.objective", self.objective, OBJECTIVES)
         _choice("diffusion.meanflow_velocity", self.meanflow_velocity, VELOCITIES)
         if self.substeps < 2:
@@ -109,14 +110,10 @@ class DiffusionConfig:
 
     def velocity_fn(self, model_fn):
         """The network as the formulation's model_fn (``prediction: x0`` wraps it into a velocity)."""
-        from audiox_jax.diffusion.formulations import x0_prediction
-
         return x0_prediction(model_fn) if self.prediction == "x0" else model_fn
 
     def make_formulation(self):
         """The bound ``diffusion.formulations.Formulation``."""
-        from audiox_jax.diffusion.formulations import get_formulation
-
         if self.formulation.startswith("vp"):
             return get_formulation(self.formulation, schedule=self.vp_schedule)
         if self.formulation == "edm":
@@ -139,27 +136,36 @@ class DiffusionConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SamplingConfig:
-    """Default generation settings (all overridable per call)."""
+    """Default generation settings of a model (all overridable per call; the vocoder's
+    iterations are the front end's, ``audio.gla_iters`` and ``audio.nnls_iters``).
+
+    eta: the stochasticity of "ddim" and "dpmpp_2m_sde" (None = the sampler's own default,
+      0 and 1); ignored by the other samplers. cfg, cfg_rescale: guidance scale (1 = off)
+      and its rescale phi in [0, 1].
+    """
 
     sampler: str = "euler"
     steps: int = 16
     schedule: str = "karras"
     rho: float = 7.0
     shift: float = 1.0
-    eta: float = 0.0
+    eta: float | None = None
     cfg: float = 2.0
     cfg_rescale: float = 0.0
-    gla_iters: int = 32
-    nnls_iters: int = 32
 
     def __post_init__(self):
-        from audiox_jax.diffusion.samplers import SAMPLERS
-        from audiox_jax.diffusion.schedules import SCHEDULES
-
         _choice("sampling.sampler", self.sampler, SAMPLERS)
         _choice("sampling.schedule", self.schedule, SCHEDULES)
         if self.steps < 1:
             raise ParamError(f"sampling.steps={self.steps} must be >= 1")
+        if self.eta is not None and not self.eta >= 0:
+            raise ParamError(f"sampling.eta={self.eta} must be >= 0 (0 = deterministic) or null (the sampler's default)")
+        if not 0.0 <= self.cfg_rescale <= 1.0:
+            raise ParamError(f"sampling.cfg_rescale={self.cfg_rescale} must be in [0, 1] (0 = off)")
+
+    def eta_for(self, sampler: str) -> float | None:
+        """``eta`` for ``sampler``: None where the sampler takes none (or the config leaves it to it)."""
+        return self.eta if takes_eta(sampler) else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -354,11 +360,30 @@ def build_section(name: str, cls, raw: dict) -> Any:
         raise ParamError(f"config section '{name}': {err}; set it or use model.size") from err
 
 
+def _migrate(raw: dict) -> dict:
+    """Read configs saved before the vocoder's iterations moved to ``audio`` and ``sampling.eta``
+    was wired: ``sampling.gla_iters``/``nnls_iters`` become ``audio``'s (they were equal in every
+    saved model), and ``sampling.eta: 0.0``, the old unread default, becomes null (the sampler's own)."""
+    sampling = raw.get("sampling")
+    if not isinstance(sampling, dict) or not ({"gla_iters", "nnls_iters", "eta"} & set(sampling)):
+        return raw
+    raw, sampling = dict(raw), dict(sampling)
+    audio = dict(raw.get("audio") or {})
+    for key in ("gla_iters", "nnls_iters"):
+        if key in sampling:
+            audio.setdefault(key, sampling.pop(key))
+    if sampling.get("eta", None) == 0.0:
+        sampling["eta"] = None
+    raw["audio"], raw["sampling"] = audio, sampling
+    return raw
+
+
 def from_dict(raw: dict) -> Config:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ParamError(f"a config must be a mapping of sections, got {type(raw).__name__}")
+    raw = _migrate(raw)
     unknown = [k for k in raw if k not in _SECTION_TYPES]
     if unknown:
         raise ParamError(f"unknown config section(s) {unknown}; valid sections: {list(_SECTION_TYPES)}")

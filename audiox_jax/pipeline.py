@@ -2,9 +2,14 @@
 
 The whole path is one jitted XLA program: the sampler is one ``lax.scan`` (see
 ``diffusion.samplers``), mel inversion one ``fori_loop`` and Griffin-Lim one ``lax.scan``;
-nothing returns to the host in between. It is compiled once per (shapes, sampler,
-steps, schedule); guidance scale, its rescale, eta, strength, seeds and conditioning are
-traced values, so a batch of different guidance scales or seeds is one call (or a vmap).
+nothing returns to the host in between.
+
+A call has a static part and traced parts. Static (one compiled program each): the
+:class:`ModelSpec` (front end, network, formulation, normaliser) and the :class:`SamplingSpec`
+(shapes, sampler, step count, schedule, vocoder iterations), both resolved and checked on the
+host by :func:`sampling_spec`. Traced: params, key, conditioning, :class:`Guidance` (scale,
+rescale, interval, negative conditioning), :class:`AudioPrompt` (audio, mask or strength) and
+eta, so a batch of different guidance scales or seeds is one call (or a vmap).
 
 Three layers, nothing reaching past one: this module (keys, conditioning, guidance,
 audio in and out) -> ``diffusion.samplers`` (solvers sharing one signature) -> the model.
@@ -16,6 +21,7 @@ that key, so a sample does not depend on the batch size or its place in the batc
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -23,10 +29,12 @@ import jax
 import jax.numpy as jnp
 
 from audiox_jax.audio import frontend
+from audiox_jax.audio.frontend import AudioConfig
 from audiox_jax.audio.stft import stft
 from audiox_jax.audio.mel import MelStats, denormalize, normalize
-from audiox_jax.config import Config
-from audiox_jax.diffusion import guidance, samplers, schedules
+from audiox_jax.config import Config, DiffusionConfig
+from audiox_jax.models.dit import DiTConfig
+from audiox_jax.diffusion import guidance as guiding, samplers, schedules
 from audiox_jax.errors import ParamError
 from audiox_jax.models.dit import DiT, frame_mask, null_cond
 
@@ -62,6 +70,159 @@ def shapes(config: Config, seconds: float) -> tuple[int, int, int]:
     return samples, frames, -(-frames // patch) * patch
 
 
+def default_seconds(config: Config) -> float:
+    """The length a model makes when none is asked for: its training items' length
+    (``data.max_seconds`` for whole files, else ``data.clip_seconds``)."""
+    return float(config.data.max_seconds if config.data.whole_files else config.data.clip_seconds)
+
+
+# ---------------------------------------------------------------------- the call's parts
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What a compiled program knows of the model (static): its front end, network, formulation
+    and normaliser -- not the training or data settings, so those never cause a recompile."""
+
+    audio: AudioConfig
+    model: DiTConfig
+    diffusion: DiffusionConfig
+    stats: MelStats
+
+    @classmethod
+    def of(cls, config: Config, stats: MelStats) -> "ModelSpec":
+        if config.model.n_mels != config.audio.n_mels:
+            raise ParamError(f"model.n_mels={config.model.n_mels} differs from audio.n_mels={config.audio.n_mels}; "
+                             "make them equal")
+        return cls(config.audio, config.model, config.diffusion, stats)
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingSpec:
+    """The static part of a generate call, resolved on the host and checked once by
+    :func:`sampling_spec`: output shape (samples, mel frames, model frames, batch), sampler,
+    step count, schedule (rho, shift) and vocoder iterations; whether to return the sampler's
+    trajectory, and whether to vocode at all (False stops at the log-mel)."""
+
+    samples: int
+    frames: int
+    model_frames: int
+    batch: int
+    sampler: str
+    steps: int
+    schedule: str
+    rho: float
+    shift: float
+    gla_iters: int
+    nnls_iters: int
+    trajectory: bool = False
+    vocode: bool = True
+
+    def seconds(self, sr: int) -> float:
+        return self.samples / sr
+
+    @property
+    def nfe(self) -> int:
+        """Exact network evaluations per sample (a guided call counts once: both branches are one batch)."""
+        return samplers.nfe(self.sampler, self.steps)
+
+
+def sampling_spec(config: Config, *, seconds: float | None = None, batch: int = 1, sampler: str | None = None,
+                  steps: int | None = None, schedule: str | None = None, gla_iters: int | None = None,
+                  nnls_iters: int | None = None, trajectory: bool = False, vocode: bool = True) -> SamplingSpec:
+    """Resolve a call's static settings: None = the model's defaults (``config.sampling``, the front
+    end's vocoder iterations, :func:`default_seconds`); every value is checked here, once."""
+    sc = config.sampling
+    sampler = sc.sampler if sampler is None else sampler
+    steps = sc.steps if steps is None else steps
+    schedule = sc.schedule if schedule is None else schedule
+    if sampler not in samplers.SAMPLERS:
+        raise ParamError(f"sampler={sampler!r} is not one of {list(samplers.SAMPLERS)}")
+    if schedule not in schedules.SCHEDULES:
+        raise ParamError(f"schedule={schedule!r} is not one of {list(schedules.SCHEDULES)}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ParamError(f"steps={steps} must be an integer >= 1")
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise ParamError(f"batch={batch} must be an integer >= 1")
+    check_sampler(config, sampler)
+    gla = config.audio.gla_iters if gla_iters is None else gla_iters
+    nnls = config.audio.nnls_iters if nnls_iters is None else nnls_iters
+    if gla < 0 or nnls < 0:
+        raise ParamError(f"gla_iters={gla} and nnls_iters={nnls} must be >= 0")
+    seconds = default_seconds(config) if seconds is None else float(seconds)
+    samples, frames, model_frames = shapes(config, seconds)
+    return SamplingSpec(samples, frames, model_frames, int(batch), sampler, int(steps), schedule, sc.rho, sc.shift,
+                        int(gla), int(nnls), bool(trajectory), bool(vocode))
+
+
+class Guidance(NamedTuple):
+    """Classifier-free guidance (traced): scale w ([] or f32[B]; 1 = conditional only), rescale phi
+    in [0, 1], the interval (lo, hi) in VE sigma where it acts, and an optional conditioning to
+    guide away from (replaces the unconditional branch)."""
+
+    scale: jax.Array
+    rescale: jax.Array = np.float32(0.0)
+    lo: jax.Array = np.float32(0.0)
+    hi: jax.Array = np.float32(np.inf)
+    negative: dict | None = None
+
+
+def guidance(config: Config, scale: float | None = None, rescale: float | None = None) -> Guidance | None:
+    """A call's :class:`Guidance` from host values (None = ``config.sampling``'s), or None -- one
+    network call per step -- when guidance cannot act: scale 1, or a model without labels."""
+    scale = config.sampling.cfg if scale is None else float(scale)
+    rescale = config.sampling.cfg_rescale if rescale is None else float(rescale)
+    if not np.isfinite(scale):
+        raise ParamError(f"cfg={scale} must be a finite number (1 = no guidance, 2-4 usual)")
+    if not 0.0 <= rescale <= 1.0:
+        raise ParamError(f"cfg_rescale={rescale} must be in [0, 1]")
+    if scale == 1.0 or not config.model.labels:
+        return None
+    return Guidance(np.float32(scale), np.float32(rescale))
+
+
+class AudioPrompt(NamedTuple):
+    """Audio-to-audio input (traced): audio f32[B, samples] (zero-padded to the call's length), and
+    either mask f32[B, model_frames] (1 = keep the input there: inpainting, continuation) or
+    strength f32[] in [0, 1] (variation: 1 = from pure noise). Build it with :func:`audio_prompt`."""
+
+    audio: jax.Array
+    mask: jax.Array | None = None
+    strength: jax.Array | None = None
+
+
+def audio_prompt(spec: SamplingSpec, config: Config, audio, *, mask=None, continue_audio: bool = False,
+                 strength: float | None = None) -> AudioPrompt:
+    """Check and shape an audio prompt for ``spec``: audio f32[n] or f32[B, n] with n <= spec.samples, and
+    exactly one of ``mask`` (f32[model_frames] or f32[B, model_frames]), ``continue_audio`` (keep all of the
+    input, :func:`continuation_mask`) or ``strength`` in [0, 1]."""
+    y = np.asarray(audio, np.float32)
+    if y.ndim not in (1, 2) or y.shape[-1] == 0:
+        raise ParamError(f"init_audio must be mono f32[samples] (or f32[batch, samples]), got shape {y.shape}")
+    if not np.all(np.isfinite(y)):
+        raise ParamError("init_audio holds NaN or Inf samples")
+    n = y.shape[-1]
+    sr = config.audio.sr
+    if n > spec.samples:
+        raise ParamError(f"init_audio is {n / sr:.2f} s, longer than the {spec.samples / sr:.2f} s to generate; "
+                         "ask for more seconds or trim it")
+    chosen = [name for name, given in (("mask", mask is not None), ("continue_audio", continue_audio),
+                                       ("strength", strength is not None)) if given]
+    if len(chosen) != 1:
+        raise ParamError("init_audio needs exactly one of continue_audio=True (continue it), mask= (keep those "
+                         f"frames) or strength= (vary all of it); got {chosen or 'none'}")
+    y = np.broadcast_to(np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, spec.samples - n)]), (spec.batch, spec.samples))
+    if strength is not None:
+        if not 0.0 <= float(strength) <= 1.0:
+            raise ParamError(f"strength={strength} must be in [0, 1] (0 = the input, 1 = from pure noise)")
+        return AudioPrompt(jnp.asarray(y), strength=jnp.float32(strength))
+    m = continuation_mask(n, config, spec.model_frames) if continue_audio else np.asarray(mask, np.float32)
+    if m.shape not in ((spec.model_frames,), (spec.batch, spec.model_frames)):
+        raise ParamError(f"mask must be f32[{spec.model_frames}] or f32[{spec.batch}, {spec.model_frames}] "
+                         f"(model frames), got shape {m.shape}")
+    return AudioPrompt(jnp.asarray(y), mask=jnp.asarray(np.broadcast_to(m, (spec.batch, spec.model_frames))))
+
+
 def sample_keys(key: jax.Array, batch: int) -> jax.Array:
     """One key per sample: key[B] = fold_in(key, b)."""
     return jax.vmap(lambda b: jax.random.fold_in(key, b))(jnp.arange(batch))
@@ -86,16 +247,11 @@ def _stack_cond(a: dict, b: dict) -> dict:
     return jax.tree.map(lambda u, v: jnp.concatenate([u, v]), a, b)
 
 
-def _cond_batch(cond: dict | None, batch: int | None) -> int:
+def _check_batch(cond: dict | None, batch: int) -> None:
     sizes = {int(v.shape[0]) for v in jax.tree.leaves(cond)} if cond else set()
-    if batch is not None:
-        sizes.add(int(batch))
-    if len(sizes) != 1:
-        raise ParamError(
-            f"batch size is ambiguous: cond arrays and batch= give {sorted(sizes) or 'nothing'}; "
-            "pass batch=N for unconditional generation, or conditioning arrays with one shared leading size"
-        )
-    return sizes.pop()
+    if sizes - {batch}:
+        raise ParamError(f"the conditioning arrays have leading sizes {sorted(sizes)} but the call makes "
+                         f"{batch} clips (spec.batch); give one row per clip")
 
 
 def _pad_frames(x: jax.Array, model_frames: int, value: float = 0.0) -> jax.Array:
@@ -150,160 +306,68 @@ def continuation_mask(init_samples: int, config: Config, model_frames: int, *, m
     return mask
 
 
-def generate(
-    params,
-    key: jax.Array,
-    cond: dict | None = None,
-    *,
-    config: Config,
-    stats: MelStats,
-    seconds: float,
-    batch: int | None = None,
-    sampler: str | None = None,
-    steps: int | None = None,
-    schedule: str | None = None,
-    cfg=None,
-    cfg_rescale=0.0,
-    cfg_interval=(0.0, float("inf")),
-    neg_cond: dict | None = None,
-    eta=None,
-    init_audio: jax.Array | None = None,
-    mask: jax.Array | None = None,
-    strength=None,
-    gla_iters: int | None = None,
-    nnls_iters: int | None = None,
-    return_trajectory: bool = False,
-    vocode: bool = True,
-) -> Generated:
-    """Generate ``seconds`` of audio per sample; jit it with :func:`generate_jit`.
+def generate(params, key: jax.Array, cond: dict | None, *, model: ModelSpec, spec: SamplingSpec,
+             guide: Guidance | None = None, prompt: AudioPrompt | None = None, eta=None) -> Generated:
+    """Generate ``spec.batch`` clips of ``spec.samples`` samples; jit it with :func:`generate_jit`.
 
-    Args:
-      params: the DiT's params pytree (usually the EMA params).
-      key: one ``jax.random`` key; sample b uses ``fold_in(key, b)``.
-      cond: DiT conditioning dict ({"labels": i32[B, n_labels], "vec": ..., "seq": ...}),
-        label -1 = unconditional for that label; None = unconditional (give ``batch``).
-        Length-conditioned models (``model.length_cond``) also take "length": f32[B], the sound's
-        length in frames (missing = all of ``seconds``); the frames after it are silence.
-      config, stats: the model's Config (audio, model, diffusion, sampling defaults) and
-        log-mel normaliser. Static.
-      seconds: output length in seconds (static).
-      sampler, steps, schedule: see ``diffusion.samplers.SAMPLERS`` and
-        ``diffusion.schedules.SCHEDULES``; None = ``config.sampling``. Static.
-      cfg: classifier-free guidance scale w (traced; [] or f32[B]); None = no guidance and
-        one network call per step instead of a doubled batch. 1 = conditional only.
-      cfg_rescale: guidance rescale phi in [0, 1] (traced). cfg_interval: (lo, hi) in VE sigma.
-      neg_cond: conditioning to guide away from (replaces the unconditional branch).
-      eta: "ddim"/"dpmpp_2m_sde" stochasticity (traced); None = sampler default.
-      init_audio: f32[B, n] audio for audio-to-audio (n <= samples; zero-padded):
-        with ``mask`` -> inpainting/continuation (Griffin-Lim then starts from the input's
-        own phase in the kept frames, so they come back phase-coherent with it), with
-        ``strength`` -> variation.
-      mask: f32[B, model_frames] or f32[model_frames], 1 = keep ``init_audio`` there.
-      strength: variation strength in [0, 1] (traced): 1 = from pure noise.
-      gla_iters, nnls_iters: vocoder iterations (static); None = config.sampling.
-      return_trajectory: also return x and x0 after every step (static).
-      vocode: False stops at the log-mel (``audio`` is None): the model's share of the time (static).
-    Returns:
-      :class:`Generated` with audio f32[B, samples], samples = round(seconds * sr).
+    params: the DiT's params pytree (usually the EMA params). key: one ``jax.random`` key;
+    sample b uses ``fold_in(key, b)``. cond: DiT conditioning ({"labels": i32[B, n_labels],
+    "vec", "seq"}; label -1 = unconditional for that label), None for an unconditional model.
+    Length-conditioned models also take "length": f32[B], the sound's length in frames
+    (missing = the whole call); the frames after it are silence.
+    model, spec: static (:class:`ModelSpec`, :func:`sampling_spec`). guide: :func:`guidance`
+    (None = one network call per step). prompt: :func:`audio_prompt` (inpainting/continuation
+    with a mask -- Griffin-Lim then starts from the input's own phase in the kept frames, so they
+    come back phase-coherent with it -- or variation with a strength). eta: the sampler's
+    stochasticity ("ddim", "dpmpp_2m_sde"; traced), None = its default.
+    Returns :class:`Generated`: audio f32[B, samples] (None when ``spec.vocode`` is False).
     """
-    sc = config.sampling
-    sampler = sc.sampler if sampler is None else sampler
-    steps = sc.steps if steps is None else steps
-    schedule = sc.schedule if schedule is None else schedule
-    check_sampler(config, sampler)
-    samples, frames, model_frames = shapes(config, seconds)
-    B = _cond_batch(cond, batch)
-    n_mels = config.model.n_mels
-    if n_mels != config.audio.n_mels:
-        raise ParamError(f"model.n_mels={n_mels} differs from audio.n_mels={config.audio.n_mels}; make them equal")
-    if (mask is not None or strength is not None) and init_audio is None:
-        raise ParamError("mask= and strength= need init_audio= (the audio to inpaint, continue or vary)")
-    if init_audio is not None and mask is None and strength is None:
-        raise ParamError("init_audio= needs mask= (inpainting/continuation) or strength= (variation)")
-
+    B, frames, mf = spec.batch, spec.frames, spec.model_frames
+    _check_batch(cond, B)
     length = None
-    if config.model.length_cond:
-        cond = dict(cond or {})
-        length = jnp.minimum(jnp.asarray(cond.get("length", jnp.full((B,), frames, jnp.float32)), jnp.float32), frames)
-        cond["length"] = length
-        if neg_cond is not None:
-            neg_cond = {**neg_cond, "length": length}
-
-    form = config.diffusion.make_formulation()
+    if model.model.length_cond:
+        length = jnp.minimum(jnp.asarray((cond or {}).get("length", jnp.full((B,), frames)), jnp.float32), frames)
+        cond = {**(cond or {}), "length": length}
+        if guide is not None and guide.negative is not None:
+            guide = guide._replace(negative={**guide.negative, "length": length})
+    form = model.diffusion.make_formulation()
     keys = sample_keys(key, B)
-    sigmas = schedules.sigmas(schedule, steps, sigma_min=form.sigma_min, sigma_max=form.sigma_max,
-                              rho=sc.rho, shift=sc.shift, formulation=form)
-
-    # Denoiser, with classifier-free guidance as one batched call for both branches.
-    if cfg is None:
-        denoise = denoiser(params, config, cond)
-    else:
-        uncond = null_cond(cond) if neg_cond is None else neg_cond
-        if uncond is None:  # unconditional model: both branches are the same network call
-            uncond = cond
+    sigmas = schedules.sigmas(spec.schedule, spec.steps, sigma_min=form.sigma_min, sigma_max=form.sigma_max,
+                              rho=spec.rho, shift=spec.shift, formulation=form)
+    if guide is None:
+        denoise = denoiser(params, model, cond)
+    else:  # both branches as one batched network call; an unconditional model's branches coincide
+        uncond = guide.negative if guide.negative is not None else (null_cond(cond) or cond)
         both = _stack_cond(cond, uncond) if cond is not None else None
-        denoise = guidance.cfg_denoiser(guidance.batched_pair(denoiser(params, config, both)), cfg,
-                                        rescale=cfg_rescale, interval=cfg_interval)
+        denoise = guiding.cfg_denoiser(guiding.batched_pair(denoiser(params, model, both)), guide.scale,
+                                        rescale=guide.rescale, interval=(guide.lo, guide.hi))
 
-    # Start: noise, or audio-to-audio.
-    x_init = samplers.initial_noise(keys, (n_mels, model_frames), sigmas[0])
-    inpaint = None
-    if init_audio is not None:
-        init_audio = jnp.asarray(init_audio, jnp.float32)
-        if init_audio.ndim == 1:
-            init_audio = jnp.broadcast_to(init_audio, (B, init_audio.shape[0]))
-        if init_audio.shape[-1] > samples:
-            raise ParamError(f"init_audio has {init_audio.shape[-1]} samples, more than the {samples} to generate")
-        init_audio = jnp.pad(init_audio, ((0, 0), (0, samples - init_audio.shape[-1])))
-        known = audio_to_model_space(init_audio, config, stats, model_frames)
-        if strength is not None:
-            x_init, sigmas = samplers.variation_start(known, sigmas, strength, keys)
-        if mask is not None:
-            m = jnp.broadcast_to(jnp.asarray(mask, jnp.float32).reshape(-1, 1, model_frames) if jnp.ndim(mask) == 2
-                                 else jnp.asarray(mask, jnp.float32).reshape(1, 1, model_frames), known.shape)
-            inpaint = (known, m)
+    x_init, inpaint = samplers.initial_noise(keys, (model.model.n_mels, mf), sigmas[0]), None
+    if prompt is not None:
+        known = audio_to_model_space(prompt.audio, model, model.stats, mf)
+        if prompt.strength is not None:
+            x_init, sigmas = samplers.variation_start(known, sigmas, prompt.strength, keys)
+        if prompt.mask is not None:
+            inpaint = (known, jnp.broadcast_to(prompt.mask[:, None, :], known.shape))
+    out = samplers.sample(denoise, x_init, sigmas, keys, sampler=spec.sampler, eta=eta, inpaint=inpaint,
+                          return_trajectory=spec.trajectory)
 
-    out = samplers.sample(denoise, x_init, sigmas, keys, sampler=sampler, eta=eta, inpaint=inpaint,
-                          return_trajectory=return_trajectory)
-
-    log_mel = to_log_mel(out.x[..., :frames], stats, config.audio, length)  # [B, n_mels, frames]
-    if not vocode:
+    log_mel = to_log_mel(out.x[..., :frames], model.stats, model.audio, length)  # [B, n_mels, frames]
+    if not spec.vocode:
         return Generated(None, log_mel, out.trajectory_x, out.trajectory_x0)
     phase_keys = jax.vmap(lambda k: jax.random.fold_in(k, _GLA_STREAM))(keys)
-    bins = config.audio.n_fft // 2 + 1
+    bins = model.audio.n_fft // 2 + 1
     phase = jax.vmap(lambda k: 2 * jnp.pi * jax.random.uniform(k, (bins, frames)))(phase_keys)
-    if inpaint is not None:
-        # Griffin-Lim starts from the known audio's own STFT phase where the mask keeps it, so the
-        # kept region comes back phase-coherent with the input (the basis of continuation/streaming).
-        known_phase = jnp.angle(stft(init_audio, config.audio.n_fft, config.audio.hop_length))[..., :frames]
-        keep = inpaint[1][:, :1, :frames] > 0.5  # [B, 1, frames]
-        phase = jnp.where(keep, known_phase, phase)
-    audio = frontend.log_mel_to_audio(
-        log_mel, config.audio, init_phase=phase, length=samples,
-        gla_iters=sc.gla_iters if gla_iters is None else gla_iters,
-        nnls_iters=sc.nnls_iters if nnls_iters is None else nnls_iters,
-    )
+    if inpaint is not None:  # Griffin-Lim starts from the known audio's STFT phase where the mask keeps it
+        known_phase = jnp.angle(stft(prompt.audio, model.audio.n_fft, model.audio.hop_length))[..., :frames]
+        phase = jnp.where(prompt.mask[:, None, :frames] > 0.5, known_phase, phase)
+    audio = frontend.log_mel_to_audio(log_mel, model.audio, init_phase=phase, length=spec.samples,
+                                      gla_iters=spec.gla_iters, nnls_iters=spec.nnls_iters)
     return Generated(audio, log_mel, out.trajectory_x, out.trajectory_x0)
 
 
-STATIC = ("config", "stats", "seconds", "batch", "sampler", "steps", "schedule", "gla_iters", "nnls_iters",
-          "return_trajectory", "vocode")
-
-generate_jit = jax.jit(generate, static_argnames=STATIC)
-"""``generate`` compiled once per static arguments and input shapes."""
-
-
-def guidance_scale(cfg: float, config: Config):
-    """The ``cfg=`` argument of :func:`generate` for a host-side guidance scale: None (one network
-    call per step) when guidance cannot act -- scale 1, or a model without labels -- else f32[]."""
-    return None if (cfg == 1.0 or not config.model.labels) else jnp.float32(cfg)
-
-
-def nfe(config: Config, sampler: str | None = None, steps: int | None = None) -> int:
-    """Exact number of network evaluations of one generate call (a guided call counts once:
-    the conditional and unconditional branches run as one batched evaluation)."""
-    return samplers.nfe(config.sampling.sampler if sampler is None else sampler,
-                        config.sampling.steps if steps is None else steps)
+generate_jit = jax.jit(generate, static_argnames=("model", "spec"))
+"""``generate`` compiled once per (model, spec) and input shapes."""
 
 
 # ---------------------------------------------------------------------- export
@@ -322,12 +386,16 @@ def export_generate(params, config: Config, stats: MelStats, *, seconds: float, 
     from jax import export
 
     n_labels = len(config.model.labels)
+    model = ModelSpec.of(config, stats)
+    spec = sampling_spec(config, seconds=seconds, batch=batch, sampler=sampler, steps=steps)
+    eta = config.sampling.eta_for(spec.sampler)
+    guided = guided and n_labels > 0
 
     def fn(key_data, labels, cfg):
         key = jax.random.wrap_key_data(key_data)
         cond = {"labels": labels} if n_labels else None
-        return generate(params, key, cond, config=config, stats=stats, seconds=seconds, batch=batch,
-                        sampler=sampler, steps=steps, cfg=cfg if guided else None).audio
+        guide = Guidance(cfg, jnp.float32(config.sampling.cfg_rescale)) if guided else None
+        return generate(params, key, cond, model=model, spec=spec, guide=guide, eta=eta).audio
 
     args = (jax.ShapeDtypeStruct((2,), jnp.uint32), jax.ShapeDtypeStruct((batch, n_labels), jnp.int32),
             jax.ShapeDtypeStruct((), jnp.float32))

@@ -41,8 +41,8 @@ def tiny_dit(*overrides: str, seed: int = 0, scale: float = 0.05):
     """``(config, params)``: a tiny DiT (dim 32, 2 heads, 1 block, 4 NNLS + 4 Griffin-Lim iterations;
     ``overrides`` on top, e.g. the labels) with random weights: its init plus N(0, scale^2) noise on
     every leaf, drawn with numpy, so adaLN-Zero's zero-initialised layers are live."""
-    config = load_config(None, ["model.dim=32", "model.depth=1", "model.heads=2", "sampling.gla_iters=4",
-                                "sampling.nnls_iters=4", *overrides])
+    config = load_config(None, ["model.dim=32", "model.depth=1", "model.heads=2", "audio.gla_iters=4",
+                                "audio.nnls_iters=4", *overrides])
     x = jnp.zeros((1, config.model.n_mels, config.model.patch))
     cond = {"labels": jnp.zeros((1, len(config.model.labels)), jnp.int32)}
     params = DiT(config.model).init(jax.random.key(seed), x, jnp.zeros((1,)), cond)["params"]

@@ -333,7 +333,7 @@ def test_progress_bar_goes_to_stderr(tmp_path, capsys):
     write_synthetic_folder(str(root), 1, sr=SR, seconds=0.6, seed=2, csv_name=None)
     prepare(str(root), str(tmp_path / "c"), audio_cfg=CFG, clip_seconds=CLIP, progress=True)
     captured = capsys.readouterr()
-    assert "4/4 files" in captured.err and captured.out == ""
+    assert "prepare" in captured.err and "4/4" in captured.err and captured.out == ""  # tqdm, on stderr
 
 
 # ------------------------------------------------------------------ iterator and split

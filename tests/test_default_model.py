@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from audiox_jax.evaluation.pitch import pitch_errors
+from audiox_jax.audio.pitch import pitch_errors
 from audiox_jax.generator import load_pipeline
 
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiox_jax.data import render
 from audiox_jax.evaluation import digits
 
 from conftest import _real  # noqa: E402  (the shared CI-fails/locally-skips rule)

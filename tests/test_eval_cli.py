@@ -29,7 +29,7 @@ def notes_dir(tmp_path_factory):
 def _tiny_model(path):
     cfg = load_config(None, ["model.dim=32", "model.depth=1", "model.heads=2",
                              "model.labels=[[instrument,2],[pitch,2]]", "sampling.steps=2",
-                             "sampling.gla_iters=8", "sampling.nnls_iters=8"])
+                             "audio.gla_iters=8", "audio.nnls_iters=8"])
     params = DiT(cfg.model).init(jax.random.key(0), jnp.zeros((1, 80, 4)), jnp.zeros((1,)),
                                  {"labels": jnp.zeros((1, 2), jnp.int32)})["params"]
     modelio.save_for_generation(str(path), params, cfg, MelStats(kind="range", lo=-11.5, hi=2.0),
@@ -55,7 +55,7 @@ def test_sweep_writes_json_and_plot(notes_dir, tmp_path):
 def test_render_and_eval(notes_dir, tmp_path, capsys):
     cfg = load_config(None, ["model.dim=32", "model.depth=1", "model.heads=2",
                              "model.labels=[[instrument,2],[pitch,2]]", "sampling.steps=2",
-                             "sampling.gla_iters=8", "sampling.nnls_iters=8", "data.clip_seconds=1.0"])
+                             "audio.gla_iters=8", "audio.nnls_iters=8", "data.clip_seconds=1.0"])
     params = DiT(cfg.model).init(jax.random.key(0), jnp.zeros((1, 80, 4)), jnp.zeros((1,)),
                                  {"labels": jnp.zeros((1, 2), jnp.int32)})["params"]
     model = tmp_path / "model"

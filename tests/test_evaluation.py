@@ -13,7 +13,8 @@ from audiox_jax.data.cache import load_cache
 from audiox_jax.data.prepare import log_mel_items
 from audiox_jax.data.synthetic import synthetic_dataset
 from audiox_jax.errors import AudioxError, ParamError
-from audiox_jax.evaluation import metrics, pitch, probe, report
+from audiox_jax.audio import pitch
+from audiox_jax.evaluation import metrics, probe, report
 
 SR = 22050
 

@@ -7,8 +7,9 @@ import pytest
 import soundfile as sf
 
 from audiox_jax import cli
-from audiox_jax.evaluation.pitch import pitch_errors
-from audiox_jax.generator import default_seconds, load_pipeline
+from audiox_jax.audio.pitch import pitch_errors
+from audiox_jax.generator import load_pipeline
+from audiox_jax.pipeline import default_seconds
 
 
 @pytest.fixture(scope="module")

@@ -201,13 +201,17 @@ def fast_model():
                     "sampling.sampler=fewstep", "sampling.steps=2", "sampling.schedule=uniform_t_end")
 
 
-def _gen(fast_model, **kw):
+def _gen(fast_model, *, cfg=None, init_audio=None, mask=None, **spec_kw):
+    """generate_jit of the two clips [[0], [2]], 0.5 s; ``cfg``: a traced guidance scale."""
     from audiox_jax import pipeline
     from audiox_jax.audio.mel import MelStats
 
-    cfg, params = fast_model
-    return pipeline.generate_jit(params, jax.random.key(0), {"labels": jnp.array([[0], [2]], jnp.int32)}, config=cfg,
-                                 stats=MelStats(kind="range", lo=-11.5, hi=2.0), seconds=0.5, **kw)
+    config, params = fast_model
+    spec = pipeline.sampling_spec(config, seconds=0.5, batch=2, **spec_kw)
+    prompt = None if init_audio is None else pipeline.audio_prompt(spec, config, init_audio, mask=mask)
+    return pipeline.generate_jit(params, jax.random.key(0), {"labels": jnp.array([[0], [2]], jnp.int32)},
+                                 model=pipeline.ModelSpec.of(config, MelStats(kind="range", lo=-11.5, hi=2.0)),
+                                 spec=spec, guide=None if cfg is None else pipeline.Guidance(cfg), prompt=prompt)
 
 
 def test_one_fewstep_step_is_one_jump_of_the_average_velocity(fast_model):
@@ -247,25 +251,28 @@ def test_fewstep_generate_keeps_guidance_vmap_inpainting_and_export(fast_model):
     np.testing.assert_array_equal(a.audio, _gen(fast_model, cfg=jnp.float32(2.0)).audio)  # same seed, same bits
     samples, frames, model_frames = pipeline.shapes(cfg, 0.5)
     assert a.audio.shape == (2, samples) and np.isfinite(np.asarray(a.audio)).all()
-    assert pipeline.nfe(cfg) == 2
+    spec = pipeline.sampling_spec(cfg, seconds=0.5, batch=2)
+    model = pipeline.ModelSpec.of(cfg, stats)
+    assert spec.nfe == 2
     # guidance scale stays traced: vmap over scales is one compile and matches single calls
     labels = {"labels": jnp.array([[0], [2]], jnp.int32)}
-    fn = jax.jit(jax.vmap(lambda w: pipeline.generate(params, jax.random.key(0), labels, config=cfg, stats=stats,
-                                                      seconds=0.5, cfg=w).log_mel))
+    fn = jax.jit(jax.vmap(lambda w: pipeline.generate(params, jax.random.key(0), labels, model=model, spec=spec,
+                                                      guide=pipeline.Guidance(w)).log_mel))
     many = fn(jnp.array([1.0, 2.0, 4.0], jnp.float32))
     np.testing.assert_allclose(many[1], a.log_mel, rtol=1e-4, atol=1e-4)
     assert float(jnp.max(jnp.abs(many[0] - many[2]))) > 1e-3
     # vmap over seeds: one call for several keys equals the calls one by one
-    seeds = jax.vmap(lambda k: pipeline.generate(params, k, labels, config=cfg, stats=stats, seconds=0.5,
-                                                 cfg=jnp.float32(2.0)).log_mel)
+    seeds = jax.vmap(lambda k: pipeline.generate(params, k, labels, model=model, spec=spec,
+                                                 guide=pipeline.Guidance(jnp.float32(2.0))).log_mel)
     per_key = jax.jit(seeds)(jnp.stack([jax.random.key(0), jax.random.key(7)]))
     np.testing.assert_allclose(per_key[0], a.log_mel, rtol=1e-4, atol=1e-4)
     assert float(jnp.max(jnp.abs(per_key[0] - per_key[1]))) > 1e-3
     # inpainting: the kept region of the model-space mel is the input's
-    init = 0.1 * jnp.sin(2 * jnp.pi * 440 * jnp.arange(samples) / cfg.audio.sr)
-    mask = jnp.zeros(model_frames).at[:8].set(1.0)
+    init = 0.1 * np.sin(2 * np.pi * 440 * np.arange(samples) / cfg.audio.sr)
+    mask = np.zeros(model_frames, np.float32)
+    mask[:8] = 1.0
     inp = _gen(fast_model, init_audio=init, mask=mask)
-    known = jnp.clip(pipeline.frontend.log_mel(init[None], cfg.audio), stats.lo, stats.hi)  # range stats bound it
+    known = jnp.clip(pipeline.frontend.log_mel(jnp.asarray(init, jnp.float32)[None], cfg.audio), stats.lo, stats.hi)  # range stats bound it
     np.testing.assert_allclose(inp.log_mel[0, :, :8], known[0, :, :8], atol=1e-3)
     # export: a serialised few-step generate reproduces the direct call
     blob = pipeline.export_generate(params, cfg, stats, seconds=0.5, batch=2)
@@ -275,13 +282,10 @@ def test_fewstep_generate_keeps_guidance_vmap_inpainting_and_export(fast_model):
 
 def test_fewstep_sampler_on_a_plain_model_names_the_fix():
     from audiox_jax import pipeline
-    from audiox_jax.audio.mel import MelStats
 
     cfg = load_config(None, ["model.dim=32", "model.depth=1", "model.heads=2"])
-    params = DiT(cfg.model).init(jax.random.key(0), jnp.zeros((1, 80, 8)), jnp.zeros((1,)))["params"]
     with pytest.raises(ParamError, match="few-step model"):
-        pipeline.generate(params, jax.random.key(0), None, config=cfg, stats=MelStats(kind="range", lo=-11.5, hi=2.0),
-                          seconds=0.5, batch=1, sampler="fewstep", steps=2)
+        pipeline.sampling_spec(cfg, seconds=0.5, sampler="fewstep", steps=2)
 
 
 # ------------------------------------------------------------------ training
@@ -353,10 +357,12 @@ def test_distillation_from_a_frozen_teacher_trains_consistency_only(tmp_path):
         _tiny(*FEW, "diffusion.consistency_fraction=1.0")  # only with a teacher
     # the flow-map distance: 0 for the reference against itself, finite and shrinking with steps otherwise
     from audiox_jax.evaluation.model_eval import flow_map_error
+    from audiox_jax.modelio import load_for_generation
 
-    same = flow_map_error(str(src / "model"), str(src / "model"), steps=(64,), sampler="euler", batch=4)
+    ref, fast = load_for_generation(str(src / "model")), load_for_generation(str(tmp_path / "fast" / "model"))
+    same = flow_map_error(ref, ref, steps=(64,), sampler="euler", batch=4)
     assert same["rms"][64] == 0.0
-    r = flow_map_error(str(tmp_path / "fast" / "model"), str(src / "model"), steps=(1, 8), batch=4)
+    r = flow_map_error(fast, ref, steps=(1, 8), batch=4)
     assert r["sampler"] == "fewstep" and all(np.isfinite(v) and v > 0 for v in r["rms"].values())
 
 

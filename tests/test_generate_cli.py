@@ -61,7 +61,7 @@ def test_cli_errors_list_valid_choices(model_dir, tmp_path, capsys):
                    "--no-cache"])
     assert rc == 2 and "fewer than one DiT patch" in capsys.readouterr().err
     rc = cli.main(["generate", "--checkpoint", model_dir, "--strength", "0.5", "--out", str(tmp_path / "x.wav")])
-    assert rc == 2 and "need --init-audio" in capsys.readouterr().err
+    assert rc == 2 and "--strength needs --init-audio FILE" in capsys.readouterr().err
 
 
 def test_python_api_matches_options(model_dir):
@@ -83,9 +83,7 @@ def test_python_api_matches_options(model_dir):
 
 
 def test_a_missing_builtin_model_names_the_fix(monkeypatch, tmp_path):
-    from audiox_jax import generator
-
-    monkeypatch.setitem(generator.BUILTIN, "fast", str(tmp_path / "gone"))
+    monkeypatch.setitem(modelio.BUILTIN, "fast", str(tmp_path / "gone"))
     with pytest.raises(ParamError, match="built-in model 'fast' is not in this installation"):
         load_pipeline("fast")
 
@@ -119,11 +117,12 @@ def test_stream_chunks_continue_each_other(model_dir):
     # chunk 0 is one generate call with key fold_in(key(seed), 0) and nothing kept
     from audiox_jax import pipeline
 
-    _, _, model_frames = pipeline.shapes(pipe.config, 0.5)
+    spec = pipe.spec(0.5)
     chunk0 = pipeline.generate_jit(pipe.model.params, jax.random.fold_in(jax.random.key(2), 0),
                                    {"labels": jnp.asarray(pipe.label_ids({"instrument": "piano", "pitch": "C4"}))[None]},
-                                   config=pipe.config, stats=pipe.model.stats, seconds=0.5, cfg=jnp.float32(pipe.config.sampling.cfg),
-                                   init_audio=jnp.zeros((1, 2205)), mask=jnp.zeros(model_frames)).audio
+                                   model=pipe.model_spec, spec=spec, guide=pipeline.guidance(pipe.config),
+                                   prompt=pipeline.audio_prompt(spec, pipe.config, np.zeros(2205),
+                                                                mask=np.zeros(spec.model_frames))).audio
     np.testing.assert_allclose(pieces[0], np.asarray(chunk0)[:, : 11025 - 2205], atol=1e-5)
     with pytest.raises(ParamError, match="overlap_seconds=0.4 must be in"):
         next(pipe.generate_stream({"instrument": "piano"}, chunk_seconds=0.5, overlap_seconds=0.4))
@@ -137,7 +136,9 @@ def test_stream_chunks_continue_each_other(model_dir):
     (["--out", "x.txt"], "unknown audio extension '.txt'"),
     (["--init-audio", "IN", "--keep", "nan:1"], "0 <= START < END"),
     (["--init-audio", "IN", "--keep", "5:1"], "0 <= START < END"),
-    (["--init-audio", "IN", "--keep", "0:0.2", "--strength", "0.5"], "not both"),
+    (["--init-audio", "IN", "--keep", "0:0.2", "--strength", "0.5"], "--keep and --strength are different edits"),
+    (["--init-audio", "IN", "--continue", "--strength", "0.5"], "--continue and --strength are different edits"),
+    (["--continue"], "--continue needs --init-audio FILE"),
 ])
 def test_cli_bad_generate_options_are_one_line_errors(model_dir, tmp_path, capsys, args, message):
     t = np.arange(4000) / 22050

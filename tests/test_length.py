@@ -20,7 +20,8 @@ from audiox_jax.audio import save
 from audiox_jax.config import load_config
 from audiox_jax.data.prepare import prepare
 from audiox_jax.errors import ParamError
-from audiox_jax.generator import Pipeline, default_length
+from audiox_jax.generator import Pipeline
+from audiox_jax.modelio import default_length
 from audiox_jax.modelio import load_for_generation
 from audiox_jax.models.dit import DiT
 from audiox_jax.training.data import length_table, load_train_data, model_batch

@@ -26,9 +26,20 @@ def model():
 LABELS = {"labels": jnp.array([[0], [2]], jnp.int32)}
 
 
-def gen(model, key=0, cond=LABELS, **kw):
-    cfg, params = model
-    return pipeline.generate_jit(params, jax.random.key(key), cond, config=cfg, stats=STATS, seconds=SECONDS, **kw)
+def spec_for(cfg, batch=2, **kw):
+    return pipeline.sampling_spec(cfg, seconds=SECONDS, batch=batch, **kw)
+
+
+def gen(model, key=0, cond=LABELS, *, cfg=None, neg_cond=None, batch=None, init_audio=None, mask=None, strength=None,
+        **spec_kw):
+    """generate_jit with the spec objects built from keyword settings (``cfg``: a traced guidance scale)."""
+    config, params = model
+    batch = batch or (cond["labels"].shape[0] if cond else 1)
+    spec = spec_for(config, batch, **spec_kw)
+    guide = None if cfg is None else pipeline.Guidance(jnp.asarray(cfg, jnp.float32), negative=neg_cond)
+    prompt = None if init_audio is None else pipeline.audio_prompt(spec, config, init_audio, mask=mask, strength=strength)
+    return pipeline.generate_jit(params, jax.random.key(key), cond, model=pipeline.ModelSpec.of(config, STATS),
+                                 spec=spec, guide=guide, prompt=prompt)
 
 
 def rel(a, b):
@@ -44,8 +55,9 @@ def test_generate_is_one_program_with_a_single_sampler_loop(model):
     cfg, params = model
     texts = {}
     for steps in (3, 12):
-        fn = lambda p, k, c, w: pipeline.generate(p, k, c, config=cfg, stats=STATS, seconds=SECONDS, steps=steps,
-                                                  sampler="heun", cfg=w).audio
+        spec = spec_for(cfg, steps=steps, sampler="heun")
+        fn = lambda p, k, c, w: pipeline.generate(p, k, c, model=pipeline.ModelSpec.of(cfg, STATS), spec=spec,  # noqa: E731
+                                                  guide=pipeline.Guidance(w)).audio
         texts[steps] = jax.jit(fn).lower(params, jax.random.key(0), LABELS, 2.0).as_text()
     a, b = texts[3], texts[12]
     # no host round trips
@@ -76,7 +88,7 @@ def test_generate_shapes_determinism_and_finite(model):
     np.testing.assert_array_equal(out.audio, again.audio)  # same seed, same backend: same bits
     other = gen(model, key=1, cfg=2.0)
     assert rel(other.log_mel, out.log_mel) > 1e-3
-    assert pipeline.nfe(cfg, "heun", 4) == 7 and pipeline.nfe(cfg, "euler", 4) == 4
+    assert spec_for(cfg, sampler="heun", steps=4).nfe == 7 and spec_for(cfg, sampler="euler", steps=4).nfe == 4
 
 
 def test_guidance_is_traced_vmappable_and_compiles_once(model):
@@ -86,7 +98,8 @@ def test_guidance_is_traced_vmappable_and_compiles_once(model):
     @jax.jit
     def run(w):
         traces.append(1)
-        return pipeline.generate(params, jax.random.key(0), LABELS, config=cfg, stats=STATS, seconds=SECONDS, cfg=w).log_mel
+        return pipeline.generate(params, jax.random.key(0), LABELS, model=pipeline.ModelSpec.of(cfg, STATS),
+                                 spec=spec_for(cfg), guide=pipeline.Guidance(w)).log_mel
 
     a, b = run(1.0), run(4.0)
     assert len(traces) == 1
@@ -119,9 +132,7 @@ def test_unconditional_and_negative_conditioning(model):
     neg = gen(model, cfg=3.0, neg_cond={"labels": jnp.array([[1], [1]], jnp.int32)})
     plain = gen(model, cfg=3.0)
     assert rel(neg.log_mel, plain.log_mel) > 1e-4
-    with pytest.raises(ParamError, match="batch size is ambiguous"):
-        gen(model, cond=None)
-    with pytest.raises(ParamError, match="batch size is ambiguous"):
+    with pytest.raises(ParamError, match=r"leading sizes \[2\] but the call makes 3 clips"):
         gen(model, batch=3)
 
 
@@ -154,14 +165,16 @@ def test_variation_strength_controls_distance_from_the_input(model):
         out = gen(model, cond={"labels": LABELS["labels"][:1]}, init_audio=init, strength=s, steps=8)
         dist[s] = float(jnp.mean(jnp.abs(out.log_mel - ref)))
     assert dist[0.25] < 0.5 * dist[1.0], dist
-    with pytest.raises(ParamError, match="init_audio= needs mask="):
+    with pytest.raises(ParamError, match="init_audio needs exactly one of"):
         gen(model, init_audio=init)
-    with pytest.raises(ParamError, match="need init_audio"):
-        gen(model, strength=0.5)
+    with pytest.raises(ParamError, match="init_audio needs exactly one of"):
+        gen(model, init_audio=init, strength=0.5, mask=np.ones(spec_for(cfg).model_frames, np.float32))
+    with pytest.raises(ParamError, match=r"strength=1.5 must be in \[0, 1\]"):
+        gen(model, init_audio=init, strength=1.5)
 
 
 def test_trajectory_output(model):
-    out = gen(model, steps=5, return_trajectory=True)
+    out = gen(model, steps=5, trajectory=True)
     _, _, model_frames = pipeline.shapes(model[0], SECONDS)
     assert out.trajectory_x.shape == (5, 2, 80, model_frames) and out.trajectory_x0.shape == (5, 2, 80, model_frames)
 
@@ -177,8 +190,7 @@ def test_export_round_trip(model):
     cfg, params = model
     blob = pipeline.export_generate(params, cfg, STATS, seconds=SECONDS, batch=2, steps=3)
     key_data = jax.random.key_data(jax.random.key(5))
-    direct = pipeline.generate_jit(params, jax.random.key(5), LABELS, config=cfg, stats=STATS, seconds=SECONDS,
-                                   steps=3, cfg=2.5).audio
+    direct = gen(model, key=5, steps=3, cfg=2.5).audio
     run = pipeline.load_exported(blob)
     a = run(key_data, LABELS["labels"], jnp.float32(2.5))
     b = pipeline.load_exported(blob)(key_data, LABELS["labels"], jnp.float32(2.5))
@@ -200,3 +212,23 @@ def test_continuation_is_phase_coherent_with_the_input(model):
     seg = slice(cfg.audio.n_fft, keep * hop - cfg.audio.n_fft)  # well inside the kept frames
     corr = np.corrcoef(out[seg], init[seg])[0, 1]
     assert corr > 0.9, corr
+
+
+def test_the_sampling_spec_is_resolved_and_checked_once(model):
+    cfg, _ = model
+    spec = pipeline.sampling_spec(cfg)  # the model's defaults
+    assert (spec.sampler, spec.steps, spec.schedule) == (cfg.sampling.sampler, cfg.sampling.steps, cfg.sampling.schedule)
+    assert (spec.gla_iters, spec.nnls_iters) == (cfg.audio.gla_iters, cfg.audio.nnls_iters)
+    assert spec.samples == round(pipeline.default_seconds(cfg) * cfg.audio.sr) and spec.batch == 1
+    hash(spec)  # a jit static argument
+    for kw, msg in (({"sampler": "eulr"}, "sampler='eulr' is not one of"), ({"steps": 0}, "steps=0 must be an integer >= 1"),
+                    ({"batch": 0}, "batch=0 must be an integer >= 1"), ({"schedule": "x"}, "schedule='x' is not one of"),
+                    ({"sampler": "fewstep"}, "needs a few-step model"), ({"seconds": 0.001}, "fewer than one DiT patch")):
+        with pytest.raises(ParamError, match=msg):
+            pipeline.sampling_spec(cfg, **kw)
+    assert pipeline.guidance(cfg, 1.0) is None  # scale 1: one network call per step
+    assert float(pipeline.guidance(cfg, 3.0).scale) == 3.0
+    with pytest.raises(ParamError, match="cfg=nan must be a finite number"):
+        pipeline.guidance(cfg, float("nan"))
+    with pytest.raises(ParamError, match="longer than the 0.50 s to generate"):
+        pipeline.audio_prompt(spec_for(cfg), cfg, np.zeros(cfg.audio.sr), continue_audio=True)

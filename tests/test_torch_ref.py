@@ -94,8 +94,9 @@ def test_torch_generate_log_mel_and_audio_match_pipeline(model):
     cfg, params, module = model
     labels = np.array([[0, 1], [2, -1]], np.int32)
     key = jax.random.key(3)
-    out = pipeline.generate_jit(params, key, {"labels": jnp.asarray(labels)}, config=cfg, stats=STATS,
-                                seconds=SECONDS, cfg=3.0)
+    out = pipeline.generate_jit(params, key, {"labels": jnp.asarray(labels)}, model=pipeline.ModelSpec.of(cfg, STATS),
+                                spec=pipeline.sampling_spec(cfg, seconds=SECONDS, batch=2),
+                                guide=pipeline.guidance(cfg, 3.0))
     # the pipeline's own initial noise and Griffin-Lim phase, rebuilt from its key streams
     samples, frames, model_frames = pipeline.shapes(cfg, SECONDS)
     form = cfg.diffusion.make_formulation()

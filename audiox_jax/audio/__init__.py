@@ -1,4 +1,5 @@
-"""Pure-JAX audio front end: STFT, mel, log-mel normalisation, mel inversion, Griffin-Lim, file I/O.
+"""Pure-JAX audio front end: STFT, mel, log-mel normalisation, mel inversion, Griffin-Lim, file I/O;
+and pitch estimation (``audio.pitch``: pYIN, semitone errors; NumPy/librosa, host side).
 
 Nothing here imports flax. Every transform is batched over leading axes and jit-able.
 """

@@ -21,6 +21,9 @@ from audiox_jax.audio import mel as melmod
 from audiox_jax.audio.stft import check_params, n_frames
 
 
+VOCODER_FIELDS = ("nnls_iters", "gla_iters", "gla_momentum", "gla_method")  # the inverse path only
+
+
 @dataclasses.dataclass(frozen=True)
 class AudioConfig:
     """Front-end settings. Defaults: 22.05 kHz, n_fft 1024 (46 ms), hop 256 (11.6 ms), 80 Slaney mels.
@@ -68,6 +71,11 @@ class AudioConfig:
     def mel_basis(self) -> np.ndarray:
         """f32[n_mels, n_fft // 2 + 1], built once per config."""
         return _basis(self.sr, self.n_fft, self.n_mels, self.fmin, self.fmax, self.htk, self.norm)
+
+    def features(self) -> "AudioConfig":
+        """This config with the vocoder's settings at their defaults: two configs with equal
+        ``features()`` compute the same log-mel (data prepared with one trains the other's model)."""
+        return dataclasses.replace(self, **{f: getattr(AudioConfig, f) for f in VOCODER_FIELDS})
 
     def frames(self, samples: int) -> int:
         """Number of log-mel frames for ``samples`` samples."""

@@ -22,6 +22,7 @@ only otherwise.
 
 from __future__ import annotations
 
+import librosa
 import numpy as np
 import jax
 import jax.numpy as jnp
@@ -32,16 +33,11 @@ PAD_MODES = ("constant", "reflect")
 
 
 def hann_window(win_length: int, n_fft: int | None = None) -> np.ndarray:
-    """Periodic Hann window, f32[n_fft], centred and zero-padded from ``win_length``.
-
-    Matches ``librosa.filters.get_window("hann", win_length)`` padded by
-    ``librosa.util.pad_center`` to ``n_fft``.
-    """
+    """Periodic Hann window, f32[n_fft], centred and zero-padded from ``win_length``: librosa's own
+    ``filters.get_window("hann", win_length)`` and ``util.pad_center`` (host side, at trace time)."""
     n_fft = win_length if n_fft is None else n_fft
-    n = np.arange(win_length, dtype=np.float64)
-    win = 0.5 - 0.5 * np.cos(2.0 * np.pi * n / win_length)
-    left = (n_fft - win_length) // 2
-    return np.pad(win, (left, n_fft - win_length - left)).astype(np.float32)
+    win = librosa.filters.get_window("hann", win_length, fftbins=True)
+    return librosa.util.pad_center(win, size=n_fft).astype(np.float32)
 
 
 def check_params(n_fft: int, hop_length: int, win_length: int | None) -> int:

@@ -90,14 +90,14 @@ def bench_generate(*, quick: bool = False, repeats: int = 3) -> list[dict]:
         ("euler", 16, 10.0, 1), ("euler", 4, 10.0, 1), ("euler", 8, 2.0, 8), ("euler", 8, 1.0, 64),
     ]
     rows = []
+    model, guide = pipeline.ModelSpec.of(config, stats), pipeline.Guidance(np.float32(3.0))
     for sampler, steps, seconds, batch in grid:
         labels = jnp.zeros((batch, len(config.model.labels)), jnp.int32)
-        fn = lambda p, k, c: pipeline.generate(p, k, c, config=config, stats=stats, seconds=seconds,
-                                               sampler=sampler, steps=steps, cfg=jnp.float32(3.0)).audio
+        spec = pipeline.sampling_spec(config, seconds=seconds, batch=batch, sampler=sampler, steps=steps)
+        fn = lambda p, k, c, spec=spec: pipeline.generate(p, k, c, model=model, spec=spec, guide=guide).audio
         t, _ = time_jax(fn, params, jax.random.key(0), {"labels": labels}, repeats=repeats)
-        _, _, model_frames = pipeline.shapes(config, seconds)
-        n = pipeline.nfe(config, sampler, steps)
-        flops = n * flops_per_forward(config.model, model_frames, batch=2 * batch)  # cond + uncond rows
+        n = spec.nfe
+        flops = n * flops_per_forward(config.model, spec.model_frames, batch=2 * batch)  # cond + uncond rows
         rows.append(row(f"generate {sampler} {steps}st {seconds:g}s b{batch} (cfg, {model_name})", t, audio_s=seconds * batch,
                         nfe=n, params_m=n_params / 1e6, model_gflops=flops / 1e9,
                         model_gflop_per_s=flops / 1e9 / t["median_s"]))
@@ -111,8 +111,8 @@ def bench_generate(*, quick: bool = False, repeats: int = 3) -> list[dict]:
     steps = 8
     labels = jnp.zeros((1, len(config.model.labels)), jnp.int32)
     loop = python_loop_generate(params, config, stats, labels, seconds=seconds, steps=steps, cfg=3.0)
-    fn = lambda p, k, c: pipeline.generate(p, k, c, config=config, stats=stats, seconds=seconds, sampler="euler",
-                                           steps=steps, cfg=jnp.float32(3.0)).audio
+    spec = pipeline.sampling_spec(config, seconds=seconds, sampler="euler", steps=steps)
+    fn = lambda p, k, c: pipeline.generate(p, k, c, model=model, spec=spec, guide=guide).audio  # noqa: E731
     t_scan, _ = time_jax(fn, params, jax.random.key(0), {"labels": labels}, repeats=1)
     scan = jax.jit(fn)
     # interleaved, so both see the same machine state (one-off stalls would otherwise pick a winner)

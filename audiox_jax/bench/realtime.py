@@ -14,7 +14,8 @@ import jax.numpy as jnp
 from audiox_jax import pipeline
 from audiox_jax.bench.generate import bench_stream
 from audiox_jax.bench.harness import row, skipped, time_jax
-from audiox_jax.generator import load_pipeline, resolve_model
+from audiox_jax.generator import load_pipeline
+from audiox_jax.modelio import resolve_model
 
 
 def bench_realtime(*, quick: bool = False, repeats: int = 5) -> list[dict]:
@@ -34,17 +35,18 @@ def bench_realtime(*, quick: bool = False, repeats: int = 5) -> list[dict]:
         config, sampler = gm.config, gm.config.sampling.sampler
         labels = {"labels": jnp.zeros((1, len(config.model.labels)), jnp.int32)}
         seconds, cfg = 2.0, config.sampling.cfg  # the model's own guidance setting (the fast model: none)
-        guide = "no cfg" if pipeline.guidance_scale(cfg, config) is None else f"cfg {cfg:g}"
+        guidance, model = pipeline.guidance(config, cfg), pipeline.ModelSpec.of(config, gm.stats)
+        guide = "no cfg" if guidance is None else f"cfg {cfg:g}"
         for steps in ((1, 2) if quick else (1, 2, 4, 8)):
-            def fn(p, k, c, vocode):
-                out = pipeline.generate(p, k, c, config=config, stats=gm.stats, seconds=seconds, sampler=sampler,
-                                        steps=steps, cfg=pipeline.guidance_scale(cfg, config), vocode=vocode)
+            def fn(p, k, c, vocode, steps=steps):
+                spec = pipeline.sampling_spec(config, seconds=seconds, sampler=sampler, steps=steps, vocode=vocode)
+                out = pipeline.generate(p, k, c, model=model, spec=spec, guide=guidance)
                 return out.audio if vocode else out.log_mel
             t_all, _ = time_jax(lambda p, k, c: fn(p, k, c, True), gm.params, jax.random.key(0), labels, repeats=repeats)
             t_model, _ = time_jax(lambda p, k, c: fn(p, k, c, False), gm.params, jax.random.key(0), labels,
                                   repeats=repeats)
             rows.append(row(f"{name} model {sampler} {steps}st {seconds:g}s note b1 ({guide}), total", t_all, audio_s=seconds,
-                            nfe=pipeline.nfe(config, sampler, steps), model_ms=1e3 * t_model["median_s"],
+                            nfe=pipeline.sampling_spec(config, sampler=sampler, steps=steps).nfe, model_ms=1e3 * t_model["median_s"],
                             vocoder_ms=1e3 * (t_all["median_s"] - t_model["median_s"]),
                             model_share=t_model["median_s"] / t_all["median_s"]))
         if name == "fast" and not quick:

@@ -41,7 +41,7 @@ from audiox_jax.audio import MelStats
 from audiox_jax.bench.harness import row, spread
 from audiox_jax.config import from_dict
 from audiox_jax.diffusion.formulations import X0_CLIP
-from audiox_jax.generator import resolve_model
+from audiox_jax.modelio import resolve_model
 from audiox_jax.models.dit import FREQ_DIM, DiTConfig
 
 _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -335,11 +335,11 @@ def _loop_options(config, frames: int) -> dict:
 def vocode(log_mel: torch.Tensor, phase: torch.Tensor, config, *, length: int, gla_iters: int | None = None,
            nnls_iters: int | None = None) -> torch.Tensor:
     """Clipped log-mel f32[B, n_mels, frames] -> audio f32[B, length]: exp, FISTA NNLS, fast GLA."""
-    ac, sc = config.audio, config.sampling
+    ac = config.audio
     mel = torch.exp(log_mel) if ac.log == "ln" else torch.pow(10.0, log_mel / 10.0)
-    S = mel_to_linear(mel, ac.mel_basis, n_iter=sc.nnls_iters if nnls_iters is None else nnls_iters, power=ac.power)
+    S = mel_to_linear(mel, ac.mel_basis, n_iter=ac.nnls_iters if nnls_iters is None else nnls_iters, power=ac.power)
     return griffin_lim(S, phase, n_fft=ac.n_fft, hop_length=ac.hop_length, win_length=ac.win_length,
-                       n_iter=sc.gla_iters if gla_iters is None else gla_iters, momentum=ac.gla_momentum, length=length)
+                       n_iter=ac.gla_iters if gla_iters is None else gla_iters, momentum=ac.gla_momentum, length=length)
 
 
 def _shapes(config, seconds: float) -> tuple[int, int, int]:
@@ -364,7 +364,7 @@ def torch_generate(module: TorchDiT, config, stats, labels, *, seconds: float, s
       device: torch device (None: the module's). x_init: f32[B, n_mels, model_frames] initial
         x (already scaled by sigma_max), overriding the seeded noise. init_phase: f32[B, bins,
         frames] Griffin-Lim initial phase, overriding the seeded one.
-      gla_iters, nnls_iters: vocoder iterations; None = config.sampling.
+      gla_iters, nnls_iters: vocoder iterations; None = config.audio's.
       return_log_mel: also return the clipped, denormalised log-mel f32[B, n_mels, frames].
     Returns:
       audio numpy f32[B, samples] (and the log-mel as numpy when ``return_log_mel``).
@@ -458,7 +458,7 @@ def bench_torch_generate(seconds: float = 10.0, steps: int = 8, repeats: int = 3
         lm = clip_log_mel(denormalize(euler_loop(module, x_init, lab, sig, cfg, **opts)[..., :frames], stats), config.audio)
         phase = 2 * math.pi * torch.rand((batch, config.audio.n_fft // 2 + 1, frames), generator=gen, device=device)
         t = _time(lambda: vocode(lm, phase, config, length=samples), device, repeats=repeats, warmup=warmup)
-        rows.append(row(f"torch vocoder only (nnls {config.sampling.nnls_iters} + gla {config.sampling.gla_iters}) "
+        rows.append(row(f"torch vocoder only (nnls {config.audio.nnls_iters} + gla {config.audio.gla_iters}) "
                          f"{seconds:g}s ({tag})", t, audio_s=seconds * batch))
     return rows
 

@@ -25,6 +25,7 @@ import os
 
 import numpy as np
 
+from audiox_jax import files
 from audiox_jax.audio import AudioConfig, MelStats
 from audiox_jax.data.clips import ClipSpec
 from audiox_jax.errors import AudioxError
@@ -269,7 +270,4 @@ def load_cache(out_dir: str, *, mmap: bool = False) -> Cache:
 
 def write_json(path: str, obj) -> None:
     """Write JSON atomically (temporary file + rename)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    files.write_json(path, obj)

@@ -53,8 +53,14 @@ import warnings
 from typing import NamedTuple, Sequence
 
 import numpy as np
+import soundfile as sf
+from tqdm import tqdm
 
+from audiox_jax import files
+from audiox_jax.audio import AudioConfig, load
+from audiox_jax.audio.pitch import estimate_f0, semitone_error
 from audiox_jax.data import render
+from audiox_jax.data.prepare import prepare
 from audiox_jax.errors import ParamError
 
 # name: (GM program, lowest MIDI, highest MIDI) rendered.
@@ -178,19 +184,14 @@ def render_note_dataset(
     silent = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         jobs = [pool.submit(_render_one, out_dir, n, hold_s, seconds, sr) for n in todo]
-        for done, job in enumerate(jobs, 1):
+        for note, job in zip(todo, tqdm(jobs, desc="render-notes", unit="note", disable=not progress or not jobs)):
             if not job.result():
-                silent.append(todo[done - 1])
-            if progress and (done % 10 == 0 or done == len(jobs)):
-                sys.stderr.write(f"\rrender-notes {done}/{len(todo)} new notes {time.monotonic() - t0:.1f} s")
-                sys.stderr.flush()
+                silent.append(note)
     if silent:
         warnings.warn(f"{len(silent)} notes were silent and are left out: {[n.path for n in silent]}", stacklevel=2)
     kept = [n for n in notes if os.path.isfile(os.path.join(out_dir, *n.path.split("/")))]
     csv_path = write_labels(out_dir, kept)
     if progress:
-        if todo:
-            sys.stderr.write("\n")
         sys.stderr.write(f"render-notes: {len(kept)} notes in {out_dir} ({len(todo)} rendered, "
                          f"{len(notes) - len(todo)} kept, {len(silent)} silent) in {time.monotonic() - t0:.1f} s\n")
     return [os.path.join(out_dir, *n.path.split("/")) for n in kept] + [csv_path]
@@ -212,15 +213,11 @@ def _check_recipe(out_dir: str, recipe: dict) -> None:
                              "use a new out_dir, or delete that one")
     merged = {**old, **recipe, "programs": {**old.get("programs", {}), **recipe["programs"]}}
     os.makedirs(out_dir, exist_ok=True)
-    with open(path + ".part", "w", encoding="utf-8") as f:
-        json.dump(merged, f, indent=1, sort_keys=True)
-    os.replace(path + ".part", path)
+    files.write_json(path, merged, sort_keys=True)
 
 
 def _render_one(out_dir: str, note: Note, hold_s: float, seconds: float, sr: int) -> bool:
     """Render, fade, normalise and write one note; False (nothing written) when it is silent."""
-    import soundfile as sf
-
     program = INSTRUMENTS[note.instrument][0]
     y = render.render_note(program, note.pitch, velocity=note.velocity, hold_s=hold_s, seconds=seconds, sr=sr)
     y = finish_note(y, sr)
@@ -228,9 +225,8 @@ def _render_one(out_dir: str, note: Note, hold_s: float, seconds: float, sr: int
         return False
     path = os.path.join(out_dir, *note.path.split("/"))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".part"
-    sf.write(tmp, y, sr, subtype="PCM_16", format="WAV")
-    os.replace(tmp, path)
+    with files.atomic_write(path) as f:
+        sf.write(f, y, sr, subtype="PCM_16", format="WAV")
     return True
 
 
@@ -249,11 +245,10 @@ def write_labels(out_dir: str, notes: Sequence[Note]) -> str:
     """Write ``out_dir/labels.csv`` (``path,instrument,pitch``) for ``notes``, atomically; returns its path."""
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, LABELS_CSV)
-    with open(path + ".part", "w", newline="", encoding="utf-8") as f:
+    with files.atomic_write(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(("path",) + LABEL_NAMES)
         w.writerows((n.path, n.instrument, pitch_label(n.pitch)) for n in notes)
-    os.replace(path + ".part", path)
     return path
 
 
@@ -276,9 +271,6 @@ def prepare_note_cache(notes_dir: str, cache_dir: str, *, audio_cfg=None, second
     zero-padded or cut to ``seconds``) and ``labels_csv=notes_dir/labels.csv``;
     ``audio_cfg`` defaults to ``AudioConfig()`` (22.05 kHz, 80 mels). Returns the Manifest.
     """
-    from audiox_jax.audio import AudioConfig
-    from audiox_jax.data.prepare import prepare
-
     read_labels(notes_dir)  # a clear error when the data set is not rendered
     return prepare(notes_dir, cache_dir, audio_cfg=AudioConfig() if audio_cfg is None else audio_cfg,
                    clip_seconds=seconds, keep_whole=True, max_seconds=seconds,
@@ -297,9 +289,6 @@ def check_notes(out_dir: str, *, every: int = 1, sr: int = 22050) -> dict:
        "pitch_wrong": [{"path", "midi", "f0_hz", "error_semitones"}],
        "pitch_accuracy_by_instrument": {name: float}}.
     """
-    from audiox_jax.audio import load
-    from audiox_jax.evaluation.pitch import estimate_f0, semitone_error
-
     if every < 1:
         raise ParamError(f"every={every!r} must be >= 1")
     rows = read_labels(out_dir)[::every]

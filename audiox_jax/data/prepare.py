@@ -40,13 +40,12 @@ import os
 import re
 import shutil
 import struct
-import sys
-import time
 import warnings
 from typing import Sequence
 
 import jax
 import numpy as np
+from tqdm import tqdm
 
 from audiox_jax.audio import AudioConfig, MelStats, fit_meanstd, load, log_mel
 from audiox_jax.audio.io import native_path
@@ -55,6 +54,7 @@ from audiox_jax.data.cache import Cache, FileRecord, Manifest, ShardedMels, load
 from audiox_jax.data.clips import ClipSpec, cut, rms_db
 from audiox_jax.data.labels import encode, label_files, vocabulary
 from audiox_jax.errors import AudioFileError, AudioxError, ParamError
+from audiox_jax.files import atomic_write
 
 __all__ = ["AUDIO_EXTENSIONS", "Cache", "Manifest", "find_audio", "load_cache", "log_mel_items", "prepare"]
 
@@ -232,7 +232,7 @@ class _Decoded:
 def _decode_all(audio_dir, out_dir, rels, cfg, spec, progress) -> dict[str, _Decoded]:
     work = os.path.join(out_dir, WORK)
     os.makedirs(work, exist_ok=True)
-    bar = _Progress(len(rels), "prepare", enabled=progress)
+    bar = tqdm(total=len(rels), desc="prepare", unit="file", disable=not progress or not rels)
     out = {}
     for rel in rels:
         out[rel] = _decode_one(os.path.join(audio_dir, rel), rel, work, cfg, spec)
@@ -255,10 +255,8 @@ def _decode_one(path: str, rel: str, work: str, cfg: AudioConfig, spec: ClipSpec
     mels = log_mel_items(items, cfg)
     if not np.all(np.isfinite(mels)):
         return _Decoded(size, mtime, error="log-mel has NaN or Inf values")
-    tmp = staged + ".tmp"
-    with open(tmp, "wb") as f:
+    with atomic_write(staged) as f:
         np.savez(f, mels=mels, offset=offsets, length=lengths, seconds=np.float64(seconds), note=np.str_(note))
-    os.replace(tmp, staged)
     return _Decoded(size, mtime, staged, len(offsets), seconds, note)
 
 
@@ -432,10 +430,8 @@ def _write_cache(out_dir, audio_dir, cfg, spec, labelling, records, staged, prev
         if m and int(m.group(1)) >= len(shard_sizes):
             os.remove(os.path.join(out_dir, name))
     _save_npy(os.path.join(out_dir, C.LABELS), labels)
-    tmp = os.path.join(out_dir, C.CLIPS + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(os.path.join(out_dir, C.CLIPS)) as f:
         np.savez(f, file_index=file_index, offset=offset, length=length, frames=valid)
-    os.replace(tmp, os.path.join(out_dir, C.CLIPS))
     C.write_json(os.path.join(out_dir, C.STATS), stats.to_dict())
 
     manifest = Manifest(
@@ -460,10 +456,8 @@ def _put(writer: ShardedMels, first: int, mels: np.ndarray) -> None:
 
 
 def _save_npy(path: str, arr: np.ndarray) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as f:
         np.save(f, arr)
-    os.replace(tmp, path)
 
 
 def fit_stats(shards: Sequence[np.ndarray], valid_frames: np.ndarray, kind: str) -> MelStats:
@@ -532,28 +526,3 @@ def _nothing_usable(audio_dir: str, records: list[FileRecord], report: str) -> s
         f"no usable audio under audio_dir={audio_dir!r}: found {len(records)} audio file(s), all skipped: "
         f"{shown}{more}; see {report}"
     )
-
-
-class _Progress:
-    """A dependency-free progress bar on stderr: ``prepare [#####.....] 5/10 files 1.2 s``."""
-
-    def __init__(self, total: int, label: str, *, enabled: bool, width: int = 30):
-        self.total, self.label, self.enabled, self.width = total, label, enabled and total > 0, width
-        self.done, self.t0, self.last = 0, time.monotonic(), 0.0
-
-    def update(self, n: int = 1) -> None:
-        self.done += n
-        now = time.monotonic()
-        if self.enabled and (now - self.last > 0.1 or self.done == self.total):
-            self.last = now
-            fill = self.width * self.done // self.total
-            sys.stderr.write(
-                f"\r{self.label} [{'#' * fill}{'.' * (self.width - fill)}] {self.done}/{self.total} files "
-                f"{now - self.t0:.1f} s"
-            )
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()

@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
+from audiox_jax.audio.io import load
 from audiox_jax.errors import AudioxError, ParamError
 
 SOUNDFONT_PATHS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2")
@@ -79,7 +80,6 @@ def soundfont() -> str:
         + "; install it with: apt-get install fluid-soundfont-gm"
     )
 
-
 _soundfont = soundfont  # render_note's ``soundfont`` argument shadows the function's name
 
 
@@ -132,7 +132,6 @@ def render_note(
     soundfont: path of a .sf2/.sf3 file to play it with; None = the GM SoundFont of
       ``SOUNDFONT_PATHS`` (FluidR3). ``OTHER_SOUNDFONTS`` lists other Debian ones.
     """
-    from audiox_jax.audio.io import load
 
     program = GM_PROGRAMS[instrument] if isinstance(instrument, str) else int(instrument)
     fluidsynth = _need("fluidsynth", "fluidsynth")
@@ -161,7 +160,6 @@ def render_note_sequence(
     clip ``i`` is the ``seconds`` from note-on ``i``, as :func:`render_note` would cut it
     (up to fluidsynth's event timing, one 64-sample block). Other arguments as render_note.
     """
-    from audiox_jax.audio.io import load
 
     program = GM_PROGRAMS[instrument] if isinstance(instrument, str) else int(instrument)
     if not notes or not (0 < hold_s < spacing_s and 0 < seconds <= spacing_s):
@@ -202,8 +200,6 @@ def _vlq(n: int) -> bytes:
 
 def render_speech(text: str, *, sr: int = 22050) -> np.ndarray:
     """Speak ``text`` with espeak-ng: f32[samples] mono at ``sr``."""
-    from audiox_jax.audio.io import load
-
     espeak = _need("espeak-ng", "espeak-ng")
     with tempfile.TemporaryDirectory() as tmp:
         wav = os.path.join(tmp, "s.wav")

@@ -156,6 +156,11 @@ _SOLVERS = {
 SAMPLERS = tuple(_SOLVERS)
 
 
+def takes_eta(sampler: str) -> bool:
+    """Whether ``sample(..., sampler=sampler)`` accepts an ``eta`` ("ddim", "dpmpp_2m_sde")."""
+    return _solver(sampler).takes_eta
+
+
 def _solver(sampler: str) -> _Solver:
     if sampler not in _SOLVERS:
         raise ParamError(f"sampler={sampler!r} is not known; use one of {SAMPLERS}")

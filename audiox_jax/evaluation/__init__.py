@@ -3,7 +3,7 @@ silence floor, an independent instrument judge, vocoder.
 
 Modules, in the order a report is built:
 
-* ``pitch``: f0 by pYIN and "within a semitone" accuracy.
+* ``audio.pitch`` (re-exported here): f0 by pYIN and "within a semitone" accuracy.
 * ``probe``: a small classifier trained on real log-mels; its accuracy and embeddings.
 * ``metrics``: Frechet distance and the FD ratio, the silence floor, spectral convergence,
   log-spectral distance, the vocoder path.
@@ -21,7 +21,7 @@ from audiox_jax.evaluation.metrics import (
     vocode,
     vocoder_metrics,
 )
-from audiox_jax.evaluation.pitch import estimate_f0, pitch_accuracy, pitch_correct, pitch_errors
+from audiox_jax.audio.pitch import estimate_f0, pitch_accuracy, pitch_correct, pitch_errors
 from audiox_jax.evaluation.probe import (
     ProbeConfig,
     ProbeParams,

@@ -80,6 +80,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from audiox_jax import files
+from audiox_jax.audio.io import load
+from audiox_jax.data.render import ToolMissingError
 from audiox_jax.errors import AudioxError, ParamError
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -107,15 +110,11 @@ FLOOR_QUANTILE, FLOOR_MARGIN_DB = 0.1, 10.0  # word frames are this far above th
 JUDGE_FILE = "digit_judge.pkl"
 FORMAT = 1
 
-
 # ----------------------------------------------------------------------------------------------- rendering
 
 
 def _espeak(text: str, voice: str, pitch: int, speed: int, sr: int) -> np.ndarray:
     """One espeak-ng utterance: f32[samples] at ``sr``."""
-    from audiox_jax.audio.io import load
-    from audiox_jax.data.render import ToolMissingError
-
     espeak = shutil.which("espeak-ng")
     if espeak is None:
         raise ToolMissingError("'espeak-ng' is not installed; install it with: apt-get install espeak-ng")
@@ -253,7 +252,6 @@ def render_judge_digits(out_dir: str | None = None, *, n_per_word: int = len(JUD
         raise ParamError(f"judge voices {overlap} are training voices; the judge must not hear them")
     return _render(out_dir, words, n_per_word, sr, seed, voices, workers)
 
-
 # ----------------------------------------------------------------------------------------------- judge
 
 
@@ -340,11 +338,9 @@ def judge_digits(judge: DigitJudge, audio_list: Iterable[np.ndarray], sr: int) -
 def save_judge(judge: DigitJudge, directory: str) -> str:
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, JUDGE_FILE)
-    with open(path + ".tmp", "wb") as f:
+    with files.atomic_write(path) as f:
         pickle.dump({"format": FORMAT, "model": judge.model, "info": judge.info}, f)
-    os.replace(path + ".tmp", path)
-    with open(os.path.join(directory, "digit_judge.json"), "w") as f:
-        json.dump(judge.info, f, indent=1)
+    files.write_json(os.path.join(directory, "digit_judge.json"), judge.info)
     return path
 
 
@@ -364,7 +360,6 @@ def load_or_train_judge(directory: str | None, **kwargs) -> DigitJudge:
     if directory is not None:
         save_judge(judge, directory)
     return judge
-
 
 # ----------------------------------------------------------------------------------------------- reports
 
@@ -477,7 +472,6 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"wrote {n} clips to {args.out} in {time.time() - t0:.1f} s")
         print(_format(accuracy_report([], []), silence_report(flat, args.sr)))
         return 0
-    from audiox_jax.audio.io import load
 
     files = audio_files(args.audio)
     if not files:
@@ -501,7 +495,6 @@ def _main(argv: Sequence[str] | None) -> int:
         with open(args.json, "w") as f:
             json.dump({"report": report, "silence": silence, "files": files, "predicted": pred}, f, indent=1)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -80,9 +80,13 @@ import time
 from typing import NamedTuple, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from audiox_jax.audio import AudioConfig
+from audiox_jax.data import notes, render
 from audiox_jax.errors import ParamError
+from audiox_jax.evaluation.metrics import vocode
+from audiox_jax.files import atomic_write
 
 FEATURE_VERSION = 1
 ACTIVE_DB = 30.0  # sounding frames: energy within this many dB of the clip's loudest frame
@@ -149,7 +153,6 @@ class Judge(NamedTuple):
         if len(instruments) != len(pred):
             raise ParamError(f"{len(instruments)} instrument names for {len(pred)} clips")
         return float(np.mean(pred == np.asarray(instruments)))
-
 
 # ---------------------------------------------------------------------------- features
 
@@ -239,7 +242,6 @@ def _harmonic_stats(y: np.ndarray, midi: float, sr: int) -> np.ndarray:
     scalars = [hnr.mean() / 10.0, hnr.std() / 10.0, odd_even / 10.0, jitter, 10.0 * attack, midi / 12.0 - 5.0]
     return np.concatenate([profile, scalars, dev])
 
-
 # ---------------------------------------------------------------------------- training set and fit
 
 
@@ -248,34 +250,26 @@ def render_training_set(recipe: JudgeRecipe, *, progress: bool = False) -> tuple
 
     Raises render.ToolMissingError (naming the apt package) when fluidsynth or a SoundFont is missing.
     """
-    from audiox_jax.data import notes, render
-
     unknown = [i for i in recipe.instruments if i not in notes.INSTRUMENTS]
     if unknown or not recipe.instruments:
         raise ParamError(f"judge instruments {recipe.instruments} must be names from {tuple(notes.INSTRUMENTS)}")
     paths = [render.other_soundfont(name) for name in recipe.soundfonts]
     clips, labels, midis = [], [], []
-    t0 = time.monotonic()
-    for path in paths:
-        for k, name in enumerate(recipe.instruments):
-            program, lo, hi = notes.INSTRUMENTS[name]
-            plan = [(p, v) for p in recipe.pitches if lo <= p <= hi for v in recipe.velocities]
-            if not plan:
-                continue
-            for seconds in recipe.seconds:
-                rendered = render.render_note_sequence(program, plan, hold_s=recipe.hold_s, seconds=seconds,
-                                                       sr=recipe.sr, soundfont=path)
-                for y, (p, _) in zip(rendered, plan):
-                    y = notes.finish_note(y, recipe.sr)
-                    if y is not None:
-                        clips.append(y)
-                        labels.append(k)
-                        midis.append(p)
-            if progress:
-                sys.stderr.write(f"\rjudge: rendered {len(clips)} notes ({os.path.basename(path)}, {name}) "
-                                 f"{time.monotonic() - t0:.0f} s")
-    if progress:
-        sys.stderr.write("\n")
+    jobs = [(path, k, name) for path in paths for k, name in enumerate(recipe.instruments)]
+    for path, k, name in tqdm(jobs, desc="judge: render", unit="instrument", disable=not progress):
+        program, lo, hi = notes.INSTRUMENTS[name]
+        plan = [(p, v) for p in recipe.pitches if lo <= p <= hi for v in recipe.velocities]
+        if not plan:
+            continue
+        for seconds in recipe.seconds:
+            rendered = render.render_note_sequence(program, plan, hold_s=recipe.hold_s, seconds=seconds,
+                                                   sr=recipe.sr, soundfont=path)
+            for y, (p, _) in zip(rendered, plan):
+                y = notes.finish_note(y, recipe.sr)
+                if y is not None:
+                    clips.append(y)
+                    labels.append(k)
+                    midis.append(p)
     return clips, np.asarray(labels, np.int64), np.asarray(midis, np.int64)
 
 
@@ -283,8 +277,6 @@ def training_features(recipe: JudgeRecipe, *, cache_dir: str | None = None,
                       progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Features f64[N, FEATURE_DIM] and instrument ids i64[N] of the recipe's notes (clean, then vocoded),
     cached in ``cache_dir`` (default :func:`judge_cache_dir`)."""
-    from audiox_jax.evaluation.metrics import vocode
-
     cache_dir = judge_cache_dir() if cache_dir is None else cache_dir
     path = os.path.join(cache_dir, f"judge-{recipe.key()}.npz")
     if os.path.isfile(path):
@@ -311,9 +303,8 @@ def training_features(recipe: JudgeRecipe, *, cache_dir: str | None = None,
     if progress:
         sys.stderr.write(f"judge: features of {len(clips)} notes in {time.monotonic() - t0:.0f} s\n")
     os.makedirs(cache_dir, exist_ok=True)
-    with open(path + ".part", "wb") as f:
+    with atomic_write(path) as f:
         np.savez(f, features=feats, labels=labels, recipe=json.dumps(dataclasses.asdict(recipe)))
-    os.replace(path + ".part", path)
     return feats, labels
 
 

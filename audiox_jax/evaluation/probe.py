@@ -44,6 +44,8 @@ import optax
 from flax import linen as nn
 from flax import serialization
 
+from audiox_jax import files
+from audiox_jax.data.iterator import split
 from audiox_jax.errors import AudioxError, ParamError
 
 FORMAT = 1
@@ -274,7 +276,6 @@ def train_probes(
     stratified by the first label). Returns ``({label: probe}, train_idx, val_idx)``; each
     probe's ``val_accuracy`` is its accuracy on ``val_idx``.
     """
-    from audiox_jax.data.iterator import split
 
     names = tuple(cache.manifest.label_names) if label_names is None else tuple(label_names)
     unknown = [n for n in names if n not in cache.manifest.label_names]
@@ -305,9 +306,7 @@ def save_probe(out_dir: str, probe: ProbeParams) -> str:
     host = jax.tree.map(lambda a: np.asarray(a, np.float32), probe.params)
     for path, data in ((base + ".msgpack", serialization.msgpack_serialize(host)),
                        (base + ".json", json.dumps(meta, indent=1).encode())):
-        with open(path + ".part", "wb") as f:
-            f.write(data)
-        os.replace(path + ".part", path)
+        files.write_bytes(path, data)
     return base + ".json"
 
 

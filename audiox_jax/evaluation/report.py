@@ -48,9 +48,12 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from audiox_jax.audio import load
+from audiox_jax.audio.pitch import TOLERANCE, pitch_errors
+from audiox_jax.data.notes import label_midi
+from audiox_jax.data.prepare import log_mel_items
 from audiox_jax.errors import AudioFileError, AudioxError, ParamError
 from audiox_jax.evaluation.metrics import fd_ratio, frechet_distance, reconstruction_metrics, silence_floor, vocode
-from audiox_jax.evaluation.pitch import TOLERANCE, pitch_errors
 from audiox_jax.evaluation.probe import ProbeParams, probe_embed, probe_logits
 
 GenerateFn = Callable[[np.ndarray, int], np.ndarray]
@@ -96,8 +99,6 @@ def evaluate(
     Returns:
       a JSON-able dict (NaN written as None); :func:`format_report` prints it.
     """
-    from audiox_jax.data.prepare import log_mel_items
-
     man = real.manifest
     names, cfg = tuple(man.label_names), man.audio_config
     combos = _check_combos(combos, man)
@@ -192,8 +193,6 @@ def _check_judge(judge, judge_label: str, pitch_label: str | None, man) -> None:
 
 def _silence_floor(gen, gen_mels, real, matched, voc_mels, man) -> dict:
     """Silence floor of the generated notes (uncut) and of the vocoded real clips against the matched real clips."""
-    from audiox_jax.data.prepare import log_mel_items
-
     cfg, ok = man.audio_config, matched >= 0
     if not ok.any():
         return {"skipped": "no real clip matches a generated label combination"}
@@ -270,7 +269,6 @@ def _fit(audio: np.ndarray, samples: int) -> np.ndarray:
 
 
 def _midis(ids: np.ndarray, vocab: tuple[str, ...]) -> np.ndarray:
-    from audiox_jax.data.notes import label_midi
 
     try:
         table = np.asarray([label_midi(v) for v in vocab], np.float64)
@@ -295,8 +293,6 @@ def _match(real, rows: np.ndarray, seed: int) -> np.ndarray:
 
 def _real_audio(real, idx: np.ndarray) -> tuple[np.ndarray | None, str]:
     """Audio f32[len(idx), item_samples] of cache items, or (None, why) when it cannot be read."""
-    from audiox_jax.audio import load
-
     man = real.manifest
     if len(idx) == 0:
         return None, "no real clip matches a generated label combination"

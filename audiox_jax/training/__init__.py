@@ -8,7 +8,7 @@ Modules, in the order a run uses them:
 * ``sharding``: the ``data`` mesh, replicated / FSDP state shardings, batches on devices.
 * ``step``: the per-example loss and the train step under jit+sharding or pmap.
 * ``checkpoint``: the Orbax CheckpointManager and ``export_for_generation``.
-* ``metrics``, ``tfevents``: metrics.jsonl, TensorBoard scalars, the progress bar.
+* ``metrics``: metrics.jsonl, TensorBoard scalars (tensorboardX), the progress bar (tqdm).
 * ``loop``: ``train(config, workdir)``, top to bottom.
 
 Nothing is imported here; ``audiox_jax.modelio`` loads exported models without this package.

@@ -29,7 +29,8 @@ from jax.sharding import SingleDeviceSharding
 from audiox_jax.audio import MelStats
 from audiox_jax.config import Config, TrainConfig, from_dict
 from audiox_jax.errors import AudioxError
-from audiox_jax.modelio import save_for_generation
+from audiox_jax.modelio import MODEL, GenerationModel, load_for_generation, resolve_model, save_for_generation
+from audiox_jax.training.state import init_state, make_ema, make_optimizer
 
 CHECKPOINTS = "checkpoints"
 
@@ -195,8 +196,6 @@ def export_for_generation(workdir: str, out_dir: str, *, step: int | None = None
       step: the checkpoint (updates done); None = the latest complete one (a damaged newer one is
         skipped with a warning, :func:`newest_intact`).
     """
-    from audiox_jax.training.state import init_state, make_ema, make_optimizer
-
     if os.path.basename(os.path.normpath(workdir)) == CHECKPOINTS:
         workdir = os.path.dirname(os.path.normpath(workdir))
     if not os.path.isdir(checkpoint_dir(workdir)):
@@ -212,3 +211,15 @@ def export_for_generation(workdir: str, out_dir: str, *, step: int | None = None
         got = newest_intact(manager, load, steps=None if step is None else [step])
     params = jax.tree.map(np.asarray, got.state.ema_params)
     return save_for_generation(out_dir, params, got.config, got.stats, got.vocab, step=got.step, lengths=got.lengths)
+
+
+def load_model(model: str) -> GenerationModel:
+    """A model by built-in name ("default", "fast"), model folder, or training workdir (its latest
+    checkpoint's EMA params, exported through a temporary folder)."""
+    import tempfile
+
+    path = resolve_model(model)
+    if os.path.isfile(os.path.join(path, MODEL)):
+        return load_for_generation(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        return load_for_generation(export_for_generation(path, tmp))

@@ -38,6 +38,8 @@ from audiox_jax.audio import MelStats, normalize
 from audiox_jax.config import Config
 from audiox_jax.data.cache import ShardedMels, load_cache
 from audiox_jax.data.iterator import split
+from audiox_jax.data.prepare import fit_stats, log_mel_items
+from audiox_jax.data.synthetic import synthetic_dataset
 from audiox_jax.errors import ParamError
 
 SYNTHETIC = "synthetic"
@@ -115,7 +117,7 @@ def _cache(config: Config) -> TrainData:
         raise ParamError(f"data.cache={path!r} is not a folder; run `audiox-jax prepare --audio DIR --config C "
                          f"--out {path}` first, or set data.cache=synthetic")
     cache = load_cache(path, mmap=True)
-    if cache.manifest.audio_config != config.audio:
+    if cache.manifest.audio_config.features() != config.audio.features():
         cached, now = cache.manifest.audio_config.to_dict(), config.audio.to_dict()
         diffs = [f"audio.{k}: cache {cached[k]!r}, config {now[k]!r}" for k in now if cached[k] != now[k]]
         raise ParamError(f"data.cache={path!r} was prepared with other audio settings ({'; '.join(diffs)}); "
@@ -133,8 +135,6 @@ def _cache(config: Config) -> TrainData:
 
 
 def _synthetic(config: Config) -> TrainData:
-    from audiox_jax.data.prepare import fit_stats, log_mel_items
-    from audiox_jax.data.synthetic import synthetic_dataset
 
     n = config.data.synthetic_size
     audio, labels, vocab = synthetic_dataset(n, sr=config.audio.sr, seconds=config.data.clip_seconds,

@@ -38,18 +38,21 @@ import optax
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, SingleDeviceSharding
 
+from audiox_jax import pipeline
+from audiox_jax.audio import save
 from audiox_jax.config import Config
 from audiox_jax.data.cache import write_json
 from audiox_jax.data.iterator import BatchIterator, process_slice
 from audiox_jax.errors import AudioxError, ParamError
 from audiox_jax.modelio import save_for_generation
+from audiox_jax.plot import save_mel_png
 from audiox_jax.training import checkpoint as ckpt
 from audiox_jax.training.data import TrainData, length_table, load_train_data, model_batch
 from audiox_jax.training.ema import Ema
 from audiox_jax.training.metrics import MetricsLog, Progress
 from audiox_jax.training.sharding import (batch_sharding, check_batch, make_mesh, put_batch, replicate,
                                           split_for_pmap, state_shardings, unreplicate)
-from audiox_jax.training.state import TrainState, init_state, make_ema, make_optimizer, streams
+from audiox_jax.training.state import TrainState, init_params, init_state, make_ema, make_optimizer, streams
 from audiox_jax.training.step import make_eval_fn, make_jit_step, make_pmap_eval_fn, make_pmap_step
 
 CONFIG_JSON = "config.json"
@@ -215,11 +218,9 @@ def fresh_state(config: Config, layout: Layout, optimizer, ema_fn: Ema, params=N
 def _source(config: Config, data: TrainData, source: str, what: str):
     """Load a trained model for ``train.init_from`` / ``diffusion.teacher``; check it fits this run
     (audio front end, label vocabulary, DiT up to ``interval``)."""
-    from audiox_jax.generator import load_pipeline
-
-    src = load_pipeline(source).model
+    src = ckpt.load_model(source)
     what = f"{what}={source!r}"
-    if src.config.audio != config.audio:
+    if src.config.audio.features() != config.audio.features():
         raise ParamError(f"{what} has another audio front end ({src.config.audio}); use its audio config")
     if dataclasses.replace(src.config.model, interval=config.model.interval) != config.model:
         raise ParamError(f"{what} has model config {src.config.model}, this run {config.model}; "
@@ -252,8 +253,6 @@ def init_from_model(config: Config, data: TrainData, source: str) -> tuple[Any, 
     config, label vocabulary and model config up to ``interval``. Its params fill the fresh
     params' tree; leaves it lacks (the interval embedding) keep their fresh initialisation.
     """
-    from audiox_jax.training.state import init_params
-
     src = _source(config, data, source, "train.init_from")
     what = f"train.init_from={source!r}"
     fresh = jax.device_get(jax.jit(lambda: init_params(config, streams(config.train.seed).init))())
@@ -468,19 +467,14 @@ def demo_conditions(config: Config, vocab: dict[str, tuple[str, ...]]) -> tuple[
 def write_demos(params, config: Config, data: TrainData, out_dir: str, key: jax.Array) -> list[str]:
     """Generate one demo per :func:`demo_conditions` entry with ``pipeline.generate_jit``; write
     ``<name>.wav`` and ``<name>.png`` (the generated log-mel) into ``out_dir``. Returns the wav paths."""
-    from audiox_jax.audio import save
-    from audiox_jax.pipeline import generate_jit
-    from audiox_jax.plot import save_mel_png
-
     labels, names = demo_conditions(config, data.vocab)
     cond = None if labels is None else {"labels": jnp.asarray(labels)}
-    dc = config.data
     if config.model.length_cond:  # each demo is as long as the typical training sound
         table = length_table(data) or {"frames": int(np.median(data.frames))}
         cond = {**(cond or {}), "length": jnp.full((len(names),), table["frames"], jnp.float32)}
-    out = generate_jit(params, key, cond, config=config, stats=data.stats,
-                       seconds=dc.max_seconds if dc.whole_files else dc.clip_seconds, batch=len(names),
-                       cfg=None if labels is None else jnp.float32(config.sampling.cfg))
+    spec = pipeline.sampling_spec(config, batch=len(names))
+    out = pipeline.generate_jit(params, key, cond, model=pipeline.ModelSpec.of(config, data.stats), spec=spec,
+                                guide=pipeline.guidance(config), eta=config.sampling.eta_for(spec.sampler))
     audio, log_mel = np.asarray(out.audio), np.asarray(out.log_mel)
     os.makedirs(out_dir, exist_ok=True)
     paths = []
