@@ -11,13 +11,13 @@ Each function raises :class:`ToolMissingError` naming the apt package to install
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import struct
 import subprocess
 import tempfile
 from typing import Sequence
 
+import librosa
 import numpy as np
 
 from audiox_jax.audio.io import load
@@ -45,29 +45,24 @@ GM_PROGRAMS = {
     "flute": 73,
 }
 
-NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-
-
 class ToolMissingError(AudioxError, RuntimeError):
     """An external renderer (fluidsynth, espeak-ng, the GM SoundFont) is not installed."""
 
 
 def note_to_midi(name: str) -> int:
-    """'C4' -> 60, 'A#3' -> 58, 'Bb2' -> 46 (scientific pitch, A4 = 69); '60' -> 60."""
+    """'C4' -> 60, 'A#3' -> 58, 'Bb2' -> 46 (scientific pitch, A4 = 69; ``librosa.note_to_midi``); '60' -> 60."""
     s = str(name).strip()
     if s.isdigit():
         return int(s)
-    m = re.fullmatch(r"([A-Ga-g])([#b]?)(-?\d+)", s)
-    if m is None:
-        raise ParamError(f"pitch {name!r} is not a note name; use a name like 'C4', 'F#3', 'Bb2' or a MIDI number")
-    letter, accidental, octave = m.groups()
-    semitone = NOTE_NAMES.index(letter.upper()) + {"#": 1, "b": -1, "": 0}[accidental]
-    return semitone + 12 * (int(octave) + 1)
+    try:
+        return int(librosa.note_to_midi(s))
+    except (librosa.ParameterError, ValueError, IndexError):
+        raise ParamError(f"pitch {name!r} is not a note name; use a name like 'C4', 'F#3', 'Bb2' or a MIDI number") from None
 
 
 def midi_to_note(midi: int) -> str:
-    """60 -> 'C4'."""
-    return f"{NOTE_NAMES[midi % 12]}{midi // 12 - 1}"
+    """60 -> 'C4', 61 -> 'C#4' (``librosa.midi_to_note`` with ASCII sharps)."""
+    return librosa.midi_to_note(int(midi), unicode=False)
 
 
 def soundfont() -> str:
