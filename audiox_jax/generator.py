@@ -19,13 +19,13 @@ import os
 import time
 from typing import Iterator, Mapping, Sequence
 
-import librosa
 import numpy as np
 import jax
 import jax.numpy as jnp
 
 from audiox_jax import modelio, pipeline
 from audiox_jax.audio.io import load
+from audiox_jax.audio.pitch import note_to_midi
 from audiox_jax.errors import ParamError
 from audiox_jax.modelio import default_length
 from audiox_jax.pipeline import SamplingSpec
@@ -66,12 +66,9 @@ def load_pipeline(model: str = "default") -> "Pipeline":
 
 def _midi(value) -> int | None:
     """MIDI number of a note name ("C4", "F#3") or number ("60", "060"); None if it is neither."""
-    text = str(value).strip()
-    if text.isdigit():
-        return int(text)
     try:
-        return int(librosa.note_to_midi(text))
-    except (librosa.ParameterError, ValueError, IndexError):
+        return note_to_midi(value)
+    except ParamError:
         return None
 
 

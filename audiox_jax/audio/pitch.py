@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import librosa
 import numpy as np
 
 from audiox_jax.errors import ParamError
@@ -33,6 +34,22 @@ DEFAULT_FMAX = 2093.0  # C7, Hz
 SEARCH_RATIO = 2.2  # search f / 2.2 .. 2.2 f around a target
 TOLERANCE = 1.0  # semitones
 SILENCE = 1e-6  # peak below which a clip has no pitch
+
+
+def note_to_midi(name: str) -> int:
+    """'C4' -> 60, 'A#3' -> 58, 'Bb2' -> 46 (scientific pitch, A4 = 69; ``librosa.note_to_midi``); '60' -> 60."""
+    s = str(name).strip()
+    if s.isdigit():
+        return int(s)
+    try:
+        return int(librosa.note_to_midi(s))
+    except (librosa.ParameterError, ValueError, IndexError):
+        raise ParamError(f"pitch {name!r} is not a note name; use a name like 'C4', 'F#3', 'Bb2' or a MIDI number") from None
+
+
+def midi_to_note(midi: int) -> str:
+    """60 -> 'C4', 61 -> 'C#4' (``librosa.midi_to_note`` with ASCII sharps)."""
+    return librosa.midi_to_note(int(midi), unicode=False)
 
 
 def midi_to_hz(midi) -> np.ndarray:

@@ -17,10 +17,10 @@ import subprocess
 import tempfile
 from typing import Sequence
 
-import librosa
 import numpy as np
 
 from audiox_jax.audio.io import load
+from audiox_jax.audio.pitch import midi_to_note, note_to_midi  # noqa: F401  (the data set's note names)
 from audiox_jax.errors import AudioxError, ParamError
 
 SOUNDFONT_PATHS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2")
@@ -47,22 +47,6 @@ GM_PROGRAMS = {
 
 class ToolMissingError(AudioxError, RuntimeError):
     """An external renderer (fluidsynth, espeak-ng, the GM SoundFont) is not installed."""
-
-
-def note_to_midi(name: str) -> int:
-    """'C4' -> 60, 'A#3' -> 58, 'Bb2' -> 46 (scientific pitch, A4 = 69; ``librosa.note_to_midi``); '60' -> 60."""
-    s = str(name).strip()
-    if s.isdigit():
-        return int(s)
-    try:
-        return int(librosa.note_to_midi(s))
-    except (librosa.ParameterError, ValueError, IndexError):
-        raise ParamError(f"pitch {name!r} is not a note name; use a name like 'C4', 'F#3', 'Bb2' or a MIDI number") from None
-
-
-def midi_to_note(midi: int) -> str:
-    """60 -> 'C4', 61 -> 'C#4' (``librosa.midi_to_note`` with ASCII sharps)."""
-    return librosa.midi_to_note(int(midi), unicode=False)
 
 
 def soundfont() -> str:
